@@ -1,0 +1,51 @@
+"""Output helpers shared by the commands: JSON or a plain table, and error exits."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+# Exit codes (documented in docs/cli.md).
+EXIT_OK = 0
+EXIT_FAILED = 1  # the operation ran and found a problem (verify mismatch, conformance failure)
+EXIT_USAGE = 2  # bad options or input (click also uses 2)
+EXIT_CARD = 3  # card or reader error
+EXIT_SECURITY = 4  # authentication or key error
+
+
+def emit(value: Any, as_json: bool, *, columns: Sequence[str] | None = None) -> None:
+    """Print ``value`` as JSON, or as a table (list of mappings) / key-value lines."""
+    if as_json:
+        click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+        return
+    if isinstance(value, list):
+        click.echo(render_table(value, columns))
+    elif isinstance(value, Mapping):
+        width = max((len(str(k)) for k in value), default=0)
+        for key, item in value.items():
+            click.echo(f"{key!s:<{width}}  {item}")
+    else:
+        click.echo(str(value))
+
+
+def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain fixed-width table."""
+    if not rows:
+        return "(none)"
+    cols = list(columns or rows[0].keys())
+    cells = [[str(row.get(col, "")) for col in cols] for row in rows]
+    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(cols)]
+    lines = ["  ".join(col.ljust(widths[i]) for i, col in enumerate(cols))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(r[i].ljust(widths[i]) for i in range(len(cols))) for r in cells)
+    return "\n".join(lines)
+
+
+def fail(message: str, code: int) -> None:
+    """Print an error to stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)

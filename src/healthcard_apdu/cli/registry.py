@@ -1,0 +1,16 @@
+"""Where the command groups of each feature are attached to ``healthcard``."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# (module, attribute) of each click command or group, in help order.
+SUBCOMMANDS: tuple[tuple[str, str], ...] = ()
+
+
+def register_subcommands(group: click.Group) -> None:
+    for module_name, attribute in SUBCOMMANDS:
+        command = getattr(importlib.import_module(module_name), attribute)
+        group.add_command(command)
