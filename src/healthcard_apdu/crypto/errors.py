@@ -1,0 +1,12 @@
+"""Exception type of the crypto layer."""
+
+from __future__ import annotations
+
+__all__ = ["CryptoError"]
+
+
+class CryptoError(Exception):
+    """Invalid crypto input: bad key length, bad padding, point not on curve, ...
+
+    Messages name the parameter and its length or shape, never key material.
+    """
