@@ -7,7 +7,9 @@ import importlib
 import click
 
 # (module, attribute) of each click command or group, in help order.
-SUBCOMMANDS: tuple[tuple[str, str], ...] = ()
+SUBCOMMANDS: tuple[tuple[str, str], ...] = (
+    ("healthcard_apdu.cli.keys", "keys_group"),
+)
 
 
 def register_subcommands(group: click.Group) -> None:

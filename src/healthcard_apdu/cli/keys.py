@@ -1,0 +1,316 @@
+"""``healthcard keys``: generate, import, list (KCVs only) and export master keys.
+
+Key values are never printed. Passphrases and PINs come from an environment variable or a
+hidden prompt, never from the command line. ``export`` writes plaintext keys for the
+simulated SAM only to a file (mode 0600) and only with an explicit acknowledgement flag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from healthcard_apdu.cli.common import EXIT_SECURITY, EXIT_USAGE, emit, fail
+from healthcard_apdu.crypto import BlockCipher
+from healthcard_apdu.security.errors import SecurityModuleError
+from healthcard_apdu.security.keyset import (
+    FILE_FORMAT,
+    KeySet,
+    read_key_check_values,
+    write_private_file,
+)
+from healthcard_apdu.security.keyspec import DEFAULT_ROLES, STANDARD_KEY_SPECS
+
+PASSPHRASE_ENV = "HEALTHCARD_KEYS_PASSPHRASE"
+PKCS11_PIN_ENV = "HEALTHCARD_PKCS11_PIN"
+_ALGORITHMS = {"sm4": BlockCipher.SM4, "3des": BlockCipher.TDES}
+
+
+def _die(message: str, code: int) -> NoReturn:
+    fail(message, code)
+    raise SystemExit(code)  # fail() exits; this keeps type checkers informed
+
+
+@contextmanager
+def _security_errors() -> Iterator[None]:
+    try:
+        yield
+    except SecurityModuleError as exc:
+        _die(str(exc), EXIT_SECURITY)
+
+
+def _passphrase(env: str, *, confirm: bool) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    entered: str = click.prompt(
+        "Key-file passphrase", hide_input=True, confirmation_prompt=confirm, err=True
+    )
+    return entered
+
+
+def _pkcs11_pin(env: str) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    entered: str = click.prompt("PKCS#11 user PIN", hide_input=True, err=True)
+    return entered
+
+
+def _kcv_rows(algorithm: BlockCipher, kcvs: dict[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for role, kcv in kcvs.items():
+        spec = STANDARD_KEY_SPECS.get(role)
+        rows.append(
+            {
+                "role": role,
+                "algorithm": algorithm.name,
+                "kcv": kcv,
+                "sam_p1p2": f"{spec.sam_p1:02X}{spec.sam_p2:02X}" if spec else "",
+            }
+        )
+    return rows
+
+
+def _check_new(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        _die(f"{path} exists; use --force to replace it", EXIT_USAGE)
+
+
+def _load_source(source: Path, passphrase_env: str) -> KeySet:
+    """An encrypted key file (asks for its passphrase) or a plaintext key JSON."""
+    try:
+        document = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _die(f"{source}: not a readable JSON key file ({exc.__class__.__name__})", EXIT_USAGE)
+    if isinstance(document, dict) and document.get("format") == FILE_FORMAT:
+        return KeySet.load(source, _passphrase(passphrase_env, confirm=False))
+    if not isinstance(document, dict):
+        _die(f"{source}: expected a JSON object", EXIT_USAGE)
+    return KeySet.from_plain_dict(document, str(source))
+
+
+passphrase_option = click.option(
+    "--passphrase-env",
+    default=PASSPHRASE_ENV,
+    show_default=True,
+    metavar="VAR",
+    help="Environment variable holding the key-file passphrase (else a hidden prompt).",
+)
+pkcs11_options = [
+    click.option("--pkcs11-token", metavar="LABEL", help="PKCS#11 token label (HSM backend)."),
+    click.option(
+        "--pkcs11-module",
+        default=None,
+        metavar="PATH",
+        help="PKCS#11 library (default: SoftHSM2's libsofthsm2.so).",
+    ),
+    click.option(
+        "--pkcs11-pin-env",
+        default=PKCS11_PIN_ENV,
+        show_default=True,
+        metavar="VAR",
+        help="Environment variable holding the token's user PIN (else a hidden prompt).",
+    ),
+]
+
+
+def _with_pkcs11(func: Any) -> Any:
+    for option in reversed(pkcs11_options):
+        func = option(func)
+    return func
+
+
+def _open_token(label: str, module_path: str | None, pin_env: str) -> Any:
+    from healthcard_apdu.security.pkcs11 import DEFAULT_PKCS11_MODULE, Pkcs11SecurityModule
+
+    return Pkcs11SecurityModule(
+        label, _pkcs11_pin(pin_env), module_path=module_path or DEFAULT_PKCS11_MODULE
+    )
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Master keys: generate, import, list KCVs, export for the simulated SAM."""
+
+
+@keys_group.command("generate")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option(
+    "--algorithm",
+    type=click.Choice(sorted(_ALGORITHMS)),
+    default="sm4",
+    show_default=True,
+    help="Block cipher of the key set.",
+)
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    metavar="ROLE",
+    help="Key role to generate (repeatable; default: all standard roles).",
+)
+@click.option("--no-sm2", is_flag=True, help="Do not generate the SAM's SM2 key and certificate.")
+@click.option(
+    "--kdf", type=click.Choice(["scrypt", "pbkdf2-sha256"]), default="scrypt", show_default=True
+)
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@passphrase_option
+@_with_pkcs11
+def generate_command(
+    out: Path | None,
+    algorithm: str,
+    roles: tuple[str, ...],
+    no_sm2: bool,
+    kdf: str,
+    force: bool,
+    as_json: bool,
+    passphrase_env: str,
+    pkcs11_token: str | None,
+    pkcs11_module: str | None,
+    pkcs11_pin_env: str,
+) -> None:
+    """Generate random master keys into an encrypted key file OUT, or inside a PKCS#11 token.
+
+    The SAM PIN of a new key set is 123456 (the test PIN of the simulated SAM).
+    """
+    selected = roles or DEFAULT_ROLES
+    with _security_errors():
+        if pkcs11_token:
+            if out is not None:
+                _die("give either OUT or --pkcs11-token, not both", EXIT_USAGE)
+            module = _open_token(pkcs11_token, pkcs11_module, pkcs11_pin_env)
+            try:
+                kcvs = module.generate_keys(selected, replace=force)
+            finally:
+                module.close()
+            emit(_kcv_rows(BlockCipher.TDES, kcvs), as_json)
+            return
+        if out is None:
+            _die("give OUT (key file) or --pkcs11-token", EXIT_USAGE)
+        _check_new(out, force)
+        keyset = KeySet.generate(selected, _ALGORITHMS[algorithm], with_sm2=not no_sm2)
+        keyset.save(out, _passphrase(passphrase_env, confirm=True), kdf=kdf)
+        emit(_kcv_rows(keyset.algorithm, keyset.key_check_values()), as_json)
+
+
+@keys_group.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--force", is_flag=True, help="Replace an existing file / token keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@passphrase_option
+@_with_pkcs11
+def import_command(
+    source: Path,
+    out: Path | None,
+    force: bool,
+    as_json: bool,
+    passphrase_env: str,
+    pkcs11_token: str | None,
+    pkcs11_module: str | None,
+    pkcs11_pin_env: str,
+) -> None:
+    """Import master keys from SOURCE into an encrypted key file OUT or a PKCS#11 token.
+
+    SOURCE is a plaintext key JSON ({"algorithm": "sm4"|"3des", "keys": {ROLE: HEX}}, optional
+    "kcv" per key is checked) or an encrypted key file (for loading a 3DES set into a token).
+    """
+    with _security_errors():
+        keyset = _load_source(source, passphrase_env)
+        if pkcs11_token:
+            if out is not None:
+                _die("give either OUT or --pkcs11-token, not both", EXIT_USAGE)
+            module = _open_token(pkcs11_token, pkcs11_module, pkcs11_pin_env)
+            try:
+                kcvs = module.import_keyset(keyset, replace=force)
+            finally:
+                module.close()
+            emit(_kcv_rows(keyset.algorithm, kcvs), as_json)
+            return
+        if out is None:
+            _die("give OUT (key file) or --pkcs11-token", EXIT_USAGE)
+        _check_new(out, force)
+        keyset.save(out, _passphrase(passphrase_env, confirm=True))
+        emit(_kcv_rows(keyset.algorithm, keyset.key_check_values()), as_json)
+
+
+@keys_group.command("list")
+@click.argument(
+    "keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_with_pkcs11
+def list_command(
+    keyfile: Path | None,
+    as_json: bool,
+    pkcs11_token: str | None,
+    pkcs11_module: str | None,
+    pkcs11_pin_env: str,
+) -> None:
+    """List roles and key check values (no passphrase needed for a key file)."""
+    with _security_errors():
+        if pkcs11_token:
+            module = _open_token(pkcs11_token, pkcs11_module, pkcs11_pin_env)
+            try:
+                emit(_kcv_rows(BlockCipher.TDES, module.key_check_values()), as_json)
+            finally:
+                module.close()
+            return
+        if keyfile is None:
+            _die("give KEYFILE or --pkcs11-token", EXIT_USAGE)
+        algorithm, kcvs = read_key_check_values(keyfile)
+        emit(_kcv_rows(algorithm, kcvs), as_json)
+
+
+@keys_group.command("export")
+@click.argument("keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write (created with mode 0600). Standard output is refused.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["simulator", "plain"]),
+    default="simulator",
+    show_default=True,
+    help="simulator: key file of the simulated SAM; plain: plaintext key JSON.",
+)
+@click.option(
+    "--i-understand-this-exports-keys",
+    "acknowledged",
+    is_flag=True,
+    help="Required: the output holds every master key in clear.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@passphrase_option
+def export_command(
+    keyfile: Path, out: Path, fmt: str, acknowledged: bool, force: bool, passphrase_env: str
+) -> None:
+    """Export master keys IN CLEAR to a file, for the simulated SAM (tests, development)."""
+    if not acknowledged:
+        _die(
+            "export writes every master key in clear; add --i-understand-this-exports-keys",
+            EXIT_USAGE,
+        )
+    if str(out) == "-":
+        _die("export never writes keys to standard output; give a file with --out", EXIT_USAGE)
+    _check_new(out, force)
+    with _security_errors():
+        keyset = KeySet.load(keyfile, _passphrase(passphrase_env, confirm=False))
+        from healthcard_apdu.security.export import simulator_sam_document
+
+        document = simulator_sam_document(keyset) if fmt == "simulator" else keyset.to_plain_dict()
+        write_private_file(out, json.dumps(document, indent=2).encode() + b"\n")
+    click.echo(f"wrote {len(keyset.keys)} keys in clear to {out} (mode 0600)")
