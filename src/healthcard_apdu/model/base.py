@@ -1,0 +1,283 @@
+"""Generic behaviour of the per-file dataclasses: JSON, record/byte codecs, validation.
+
+A file dataclass declares ``LAYOUT`` and one field per item, named by the item's English name
+(index files: one field per record, ``<name>_<n>``). Everything else is driven by the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self
+
+from .codec import Value, decode_item, decode_tlv, empty_value, encode_item, encode_tlv
+from .errors import DecodeError, LayoutError, SchemaError, ValidationError
+from .layout import EF, Item, Structure, files_of_layout, items_in_range, layout_items
+from .validators import CROSS_CHECKS, item_errors
+
+KeyStyle = Literal["name", "code", "auto"]
+"""JSON key style: English names, pinyin codes, or (reading only) either."""
+
+JsonValue = str | int | bool | None
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One dataclass field: the item it stores and, for index files, the record number."""
+
+    field: str
+    item: Item
+    record: int | None
+    json_code: str
+    json_name: str
+
+
+_SLOTS: dict[type, tuple[Slot, ...]] = {}
+
+
+def _slots_for(layout: str) -> tuple[Slot, ...]:
+    ef = files_of_layout(layout)[0]
+    slots: list[Slot] = []
+    for it in layout_items(layout):
+        if it.kind == "index_flag":
+            count = ef.record_count or 0
+            slots += [
+                Slot(f"{it.name}_{n}", it, n, f"{it.code}{n}", f"{it.name}_{n}")
+                for n in range(1, count + 1)
+            ]
+        else:
+            slots.append(Slot(it.name, it, it.record, it.code, it.name))
+    return tuple(slots)
+
+
+def value_to_json(item: Item, value: Value) -> JsonValue:
+    """bytes become upper-case hex; everything else is already a JSON scalar."""
+    if isinstance(value, bytes):
+        return value.hex().upper()
+    return value
+
+
+def value_from_json(item: Item, data: object, context: str) -> Value:
+    """Check the JSON type of one value and convert hex strings to bytes."""
+    if item.fmt in ("ans", "cn"):
+        if isinstance(data, str):
+            return data
+        raise SchemaError(item, data, "needs a JSON string", context=context)
+    if item.kind == "index_flag":
+        if isinstance(data, bool):
+            return data
+        raise SchemaError(item, data, "needs true or false", context=context)
+    if item.kind == "flag":
+        if data is None or isinstance(data, bool):
+            return data
+        raise SchemaError(item, data, "needs true, false or null", context=context)
+    if item.kind == "code":
+        if data is None or (isinstance(data, int) and not isinstance(data, bool)):
+            return data
+        raise SchemaError(item, data, "needs an integer or null", context=context)
+    if isinstance(data, str):
+        try:
+            return bytes.fromhex(data)
+        except ValueError:
+            pass
+    raise SchemaError(item, data, "needs a hex string", context=context)
+
+
+class FileValue:
+    """Mixin for the frozen per-file dataclasses in :mod:`healthcard_apdu.model.files`."""
+
+    LAYOUT: ClassVar[str]
+
+    # --- introspection ----------------------------------------------------------------------
+
+    @classmethod
+    def slots(cls) -> tuple[Slot, ...]:
+        cached = _SLOTS.get(cls)
+        if cached is None:
+            cached = _SLOTS[cls] = _slots_for(cls.LAYOUT)
+        return cached
+
+    @classmethod
+    def files(cls) -> tuple[EF, ...]:
+        """The EFs this class describes (EE01-EE03 share InpatientRecord, ...)."""
+        return files_of_layout(cls.LAYOUT)
+
+    @classmethod
+    def structure(cls) -> Structure:
+        return cls.files()[0].structure
+
+    def values(self) -> dict[str, Value]:
+        """Field name -> value, in file order."""
+        return {s.field: getattr(self, s.field) for s in self.slots()}
+
+    def items(self) -> Iterator[tuple[Slot, Value]]:
+        for s in self.slots():
+            yield s, getattr(self, s.field)
+
+    def get(self, key: str | int) -> Value:
+        """Value by English name, pinyin code (index files: ``ZYJLBS2``) or item number."""
+        for s in self.slots():
+            if key in (s.field, s.json_code, s.item.no, *s.item.aliases):
+                return getattr(self, s.field)  # type: ignore[no-any-return]
+        raise LayoutError(f"{self.LAYOUT}: no item {key!r}")
+
+    def replace(self, **changes: Value) -> Self:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def is_empty(self) -> bool:
+        return all(v == empty_value(s.item) for s, v in self.items())
+
+    # --- JSON -------------------------------------------------------------------------------
+
+    def to_json(
+        self, keys: Literal["name", "code"] = "name", *, omit_empty: bool = False
+    ) -> JsonObject:
+        """JSON object keyed by English names or pinyin codes; ``omit_empty`` drops items
+        holding their empty value ("" / b"" / None; index flags are always kept)."""
+        if keys not in ("name", "code"):
+            raise SchemaError(None, keys, "key style must be 'name' or 'code'")
+        by_code = keys == "code"
+        return {
+            (s.json_code if by_code else s.json_name): value_to_json(s.item, v)
+            for s, v in self.items()
+            if not (omit_empty and v == empty_value(s.item) and s.item.kind != "index_flag")
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], keys: KeyStyle = "auto") -> Self:
+        """Build from a JSON object keyed by English names or pinyin codes; missing keys are
+        empty. Raises SchemaError for unknown keys or wrong JSON types."""
+        if not isinstance(data, Mapping):
+            raise SchemaError(None, data, "file value must be a JSON object", context=cls.LAYOUT)
+        if keys not in ("name", "code", "auto"):
+            raise SchemaError(None, keys, "key style must be 'name', 'code' or 'auto'")
+        lookup: dict[str, Slot] = {}
+        for s in cls.slots():
+            if keys in ("name", "auto"):
+                lookup[s.json_name] = s
+            if keys in ("code", "auto"):
+                lookup[s.json_code] = s
+                for alias in s.item.aliases:
+                    lookup[alias] = s
+        fields: dict[str, Value] = {}
+        for k, v in data.items():
+            slot = lookup.get(k)
+            if slot is None:
+                raise SchemaError(None, k, f"unknown {keys} key", context=cls.LAYOUT)
+            if slot.field in fields:
+                raise SchemaError(slot.item, k, "item given twice", context=cls.LAYOUT)
+            fields[slot.field] = value_from_json(slot.item, v, cls.LAYOUT)
+        return cls(**fields)
+
+    # --- validation -------------------------------------------------------------------------
+
+    def validate(self) -> list[ValidationError]:
+        """Every problem of this file value (empty when valid)."""
+        errors = [e for s, v in self.items() for e in item_errors(s.item, v)]
+        cross = CROSS_CHECKS.get(self.LAYOUT)
+        if cross is not None:
+            errors += cross(self.values())
+        return errors
+
+    # --- record files -----------------------------------------------------------------------
+
+    def to_records(self) -> list[tuple[int, bytes]]:
+        """(record number, record bytes) for TLV and index files; raises EncodeError."""
+        structure = self.structure()
+        if structure == "tlv_records":
+            return [(s.record or 0, encode_tlv(s.item, v)) for s, v in self.items()]
+        if structure == "linear_fixed":
+            return [(s.record or 0, encode_item(s.item, v)) for s, v in self.items()]
+        raise LayoutError(f"{self.LAYOUT} is {structure}; use to_bytes()")
+
+    @classmethod
+    def from_records(cls, records: Mapping[int, bytes]) -> Self:
+        """Decode records read from the card; missing record numbers give empty values."""
+        structure = cls.structure()
+        if structure not in ("tlv_records", "linear_fixed"):
+            raise LayoutError(f"{cls.LAYOUT} is {structure}; use from_bytes()")
+        decode = decode_tlv if structure == "tlv_records" else decode_item
+        fields: dict[str, Value] = {}
+        for s in cls.slots():
+            raw = records.get(s.record or 0)
+            fields[s.field] = empty_value(s.item) if raw is None else decode(s.item, raw)
+        return cls(**fields)
+
+    # --- transparent files and single cyclic records ----------------------------------------
+
+    @classmethod
+    def _offset_slots(cls) -> tuple[Slot, ...]:
+        structure = cls.structure()
+        if structure not in ("transparent", "cyclic"):
+            raise LayoutError(f"{cls.LAYOUT} is {structure}; use to_records()/from_records()")
+        return cls.slots()
+
+    @classmethod
+    def byte_size(cls) -> int:
+        """Bytes of the whole file (transparent) or of one record (cyclic)."""
+        ef = cls.files()[0]
+        size = ef.size if ef.structure == "transparent" else ef.record_length
+        if size is None:
+            raise LayoutError(f"{cls.LAYOUT} has no fixed size")
+        return size
+
+    @classmethod
+    def data_length(cls) -> int:
+        """Bytes before the signature (EE/ED: 1639/3013), else the whole size."""
+        return cls.files()[0].data_length or cls.byte_size()
+
+    def to_bytes(self) -> bytes:
+        """The file (or cyclic record) image; raises EncodeError."""
+        return b"".join(encode_item(s.item, getattr(self, s.field)) for s in self._offset_slots())
+
+    def data_bytes(self) -> bytes:
+        """The signed part of an EE/ED record (everything before the signature)."""
+        return self.to_bytes()[: self.data_length()]
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        """Decode a file image. EE/ED also accept only the data part (no signature/cert);
+        the photo accepts any length from 2 + its JPEG length up to 3074."""
+        raw = bytes(raw)
+        slots = cls._offset_slots()
+        size = cls.byte_size()
+        if slots[0].item.kind == "photo":
+            return cls(**{slots[0].field: decode_item(slots[0].item, raw)})
+        if len(raw) not in (size, cls.data_length()):
+            raise DecodeError(
+                None, len(raw), f"needs {size} (or {cls.data_length()}) bytes", context=cls.LAYOUT
+            )
+        fields: dict[str, Value] = {}
+        for s in slots:
+            offset = s.item.offset or 0
+            if offset >= len(raw):
+                fields[s.field] = empty_value(s.item)
+            else:
+                fields[s.field] = decode_item(s.item, raw[offset : offset + s.item.length])
+        return cls(**fields)
+
+    @classmethod
+    def decode_range(cls, pos: int, raw: bytes) -> dict[str, Value]:
+        """Decode a partial read at ``pos`` (item-aligned) to English name -> value."""
+        items = items_in_range(cls.LAYOUT, pos, len(raw))
+        return {i.name: decode_item(i, raw[(i.offset or 0) - pos : i.end - pos]) for i in items}
+
+    @classmethod
+    def encode_range(cls, values: Mapping[str, Value]) -> tuple[int, bytes]:
+        """Encode some items of a transparent layout that form one contiguous range.
+
+        Returns ``(pos, bytes)`` for a partial UPDATE BINARY.
+        """
+        slots = {s.field: s for s in cls._offset_slots()}
+        chosen = sorted((slots[k] for k in values if k in slots), key=lambda s: s.item.offset or 0)
+        unknown = [k for k in values if k not in slots]
+        if unknown or not chosen:
+            raise LayoutError(f"{cls.LAYOUT}: no items {unknown or list(values)!r}")
+        for a, b in itertools.pairwise(chosen):
+            if a.item.end != b.item.offset:
+                raise LayoutError(f"{cls.LAYOUT}: {a.field} and {b.field} are not adjacent")
+        data = b"".join(encode_item(s.item, values[s.field]) for s in chosen)
+        return chosen[0].item.offset or 0, data

@@ -1,0 +1,274 @@
+"""Byte codecs for data items: cn (BCD), ans (GBK) and b (binary), plus TLV records.
+
+Python value types (see docs/model.md):
+
+* ans -> ``str``; stored GBK, right-padded with 00. Length is counted in encoded bytes.
+* cn -> ``str`` of digits (dates "YYYYMMDD", date-times "YYYYMMDDhhmmss", codes "01");
+  stored BCD, right-padded with F nibbles. Items of kind ``decimal`` may hold one '.',
+  stored as nibble A (one implementation does this; uncertain).
+* b -> ``bytes`` (exact item length), except: T/F flags -> ``bool | None`` (01/00, FF =
+  not recorded); b1 code items (sex, ABO) -> ``int | None`` (FF = not recorded); index flags
+  -> ``bool`` (00 = record valid -> True, FF -> False); the photo -> JPEG ``bytes`` (the
+  2-byte length prefix is added and removed here).
+
+Empty values: "" for ans and cn, b"" for binary and photo, None for flags and b1 codes.
+Decoding maps all-00 and all-FF ans, all-FF cn and all-00/all-FF binary to the empty value.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import DecodeError, EncodeError, LayoutError
+from .layout import Item
+
+Value = str | bytes | bool | int | None
+"""A decoded item value; the concrete type depends on the item (see module docstring)."""
+
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_DIGITS = frozenset("0123456789")
+_PHOTO_HEADER = 2
+
+
+def empty_value(item: Item) -> Value:
+    """The value an unset item decodes to."""
+    if item.fmt != "b":
+        return ""
+    if item.kind == "index_flag":
+        return False
+    if item.kind in ("flag", "code"):
+        return None
+    return b""
+
+
+def value_type_name(item: Item) -> str:
+    """The Python type of the item's value, as written in annotations."""
+    if item.fmt != "b":
+        return "str"
+    if item.kind == "index_flag":
+        return "bool"
+    if item.kind == "flag":
+        return "bool | None"
+    if item.kind == "code":
+        return "int | None"
+    return "bytes"
+
+
+# --- cn -------------------------------------------------------------------------------------
+
+
+def encode_cn(item: Item, value: object) -> bytes:
+    if not isinstance(value, str):
+        raise EncodeError(item, value, f"cn item needs a str of digits, not {type(value).__name__}")
+    nibbles = 2 * item.length
+    if len(value) > nibbles:
+        raise EncodeError(item, value, f"{len(value)} digits exceed the limit of {nibbles}")
+    if not (value.isascii() and _DIGITS.issuperset(value)):
+        if item.kind != "decimal" or not _DECIMAL.fullmatch(value):
+            allowed = "digits with at most one inner '.'" if item.kind == "decimal" else "digits"
+            raise EncodeError(item, value, f"cn item accepts only {allowed}")
+        value = value.replace(".", "A")
+    return bytes.fromhex(value + "F" * (nibbles - len(value)))
+
+
+def decode_cn(item: Item, raw: bytes) -> str:
+    text = raw.hex().upper()
+    cut = text.find("F")
+    if cut >= 0:
+        if text.count("F", cut) != len(text) - cut:
+            raise DecodeError(item, raw, "cn value has digits after the F padding")
+        text = text[:cut]
+    if _DIGITS.issuperset(text):
+        return text
+    dotted = text.replace("A", ".")
+    if item.kind == "decimal" and _DECIMAL.fullmatch(dotted):
+        return dotted
+    raise DecodeError(item, raw, "cn value holds a non-decimal nibble")
+
+
+# --- ans ------------------------------------------------------------------------------------
+
+
+def encode_ans(item: Item, value: object) -> bytes:
+    if not isinstance(value, str):
+        raise EncodeError(item, value, f"ans item needs a str, not {type(value).__name__}")
+    if "\x00" in value:
+        raise EncodeError(item, value, "text must not contain NUL characters")
+    try:
+        data = value.encode("gbk")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start : exc.end]
+        raise EncodeError(
+            item, value, f"character {bad!r} (U+{ord(bad[0]):04X}) is not encodable in GBK"
+        ) from None
+    if len(data) > item.length:
+        raise EncodeError(
+            item, value, f"needs {len(data)} bytes in GBK, limit is {item.length} bytes"
+        )
+    return data + bytes(item.length - len(data))
+
+
+def decode_ans(item: Item, raw: bytes) -> str:
+    if raw.count(0xFF) == len(raw):
+        return ""
+    end = raw.find(0)
+    data = raw if end < 0 else raw[:end]
+    try:
+        return data.decode("gbk")
+    except UnicodeDecodeError:
+        raise DecodeError(item, raw, "ans value is not valid GBK") from None
+
+
+# --- b --------------------------------------------------------------------------------------
+
+
+def _encode_b(item: Item, value: object) -> bytes:
+    kind = item.kind
+    if kind == "flag":
+        if value is None:
+            return b"\xff"
+        if isinstance(value, bool):
+            return b"\x01" if value else b"\x00"
+        raise EncodeError(item, value, "T/F flag needs True, False or None")
+    if kind == "index_flag":
+        if isinstance(value, bool):
+            return b"\x00" if value else b"\xff"
+        raise EncodeError(item, value, "index flag needs True (valid) or False (invalid)")
+    if kind == "code":
+        if value is None:
+            return b"\xff"
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFE:
+            return bytes((value,))
+        raise EncodeError(item, value, "b1 code needs an int 0..254 or None")
+    if not isinstance(value, bytes | bytearray):
+        raise EncodeError(item, value, f"b item needs bytes, not {type(value).__name__}")
+    if kind == "photo":
+        limit = item.length - _PHOTO_HEADER
+        if len(value) > limit:
+            raise EncodeError(item, value, f"photo has {len(value)} bytes, limit is {limit}")
+        body = len(value).to_bytes(2, "big") + bytes(value)
+        return body + bytes(item.length - len(body))
+    if not value:
+        return bytes(item.length)
+    if len(value) != item.length:
+        raise EncodeError(item, value, f"needs exactly {item.length} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def _decode_b(item: Item, raw: bytes) -> Value:
+    kind = item.kind
+    if kind == "flag":
+        flag = raw[0]
+        if flag == 0xFF:
+            return None
+        if flag in (0, 1):
+            return flag == 1
+        raise DecodeError(item, raw, "T/F flag must be 00, 01 or FF")
+    if kind == "index_flag":
+        if raw[0] == 0x00:
+            return True
+        if raw[0] == 0xFF:
+            return False
+        raise DecodeError(item, raw, "index flag must be 00 (valid) or FF (invalid)")
+    if kind == "code":
+        return None if raw[0] == 0xFF else raw[0]
+    if raw.count(0) == len(raw) or raw.count(0xFF) == len(raw):
+        return b""
+    return bytes(raw)
+
+
+def _decode_photo(item: Item, raw: bytes) -> bytes:
+    if len(raw) < _PHOTO_HEADER:
+        raise DecodeError(item, raw, "photo file shorter than its 2-byte length")
+    size = int.from_bytes(raw[:2], "big")
+    if size in (0, 0xFFFF):
+        return b""
+    limit = item.length - _PHOTO_HEADER
+    if size > limit:
+        raise DecodeError(item, raw[:2], f"photo length {size} exceeds {limit}")
+    if len(raw) < 2 + size:
+        raise DecodeError(item, raw[:2], f"photo length {size} but only {len(raw) - 2} bytes")
+    return bytes(raw[2 : 2 + size])
+
+
+# --- items ----------------------------------------------------------------------------------
+
+
+def encode_item(item: Item, value: object) -> bytes:
+    """Encode a value to the item's fixed-length card bytes; raises EncodeError."""
+    if item.fmt == "ans":
+        return encode_ans(item, value)
+    if item.fmt == "cn":
+        return encode_cn(item, value)
+    return _encode_b(item, value)
+
+
+def decode_item(item: Item, raw: bytes) -> Value:
+    """Decode the item's card bytes (exactly ``item.length``; the photo may be shorter)."""
+    raw = bytes(raw)
+    if item.kind == "photo":
+        if len(raw) > item.length:
+            raise DecodeError(item, raw[:2], f"photo file longer than {item.length} bytes")
+        return _decode_photo(item, raw)
+    if len(raw) != item.length:
+        raise DecodeError(item, raw, f"needs {item.length} bytes, got {len(raw)}")
+    if item.fmt == "ans":
+        return decode_ans(item, raw)
+    if item.fmt == "cn":
+        return decode_cn(item, raw)
+    return _decode_b(item, raw)
+
+
+def encode_tlv(item: Item, value: object) -> bytes:
+    """Encode a TLV record ``tag | len | value`` with the full fixed length."""
+    if item.tag is None:
+        raise LayoutError(f"item {item.no} {item.code} is not stored as a TLV record")
+    return bytes((item.tag, item.length)) + encode_item(item, value)
+
+
+def decode_tlv(item: Item, raw: bytes) -> Value:
+    """Decode a TLV record. A shorter length byte is accepted for ans/cn (padded as usual)."""
+    if item.tag is None:
+        raise LayoutError(f"item {item.no} {item.code} is not stored as a TLV record")
+    raw = bytes(raw)
+    if len(raw) < 2:
+        raise DecodeError(item, raw, "TLV record shorter than tag and length")
+    if raw[0] != item.tag:
+        raise DecodeError(item, raw[:2], f"TLV tag {raw[0]:02X}, expected {item.tag:02X}")
+    size = raw[1]
+    if len(raw) != 2 + size:
+        raise DecodeError(item, raw, f"TLV length byte {size} but {len(raw) - 2} value bytes")
+    if size > item.length or (size < item.length and item.fmt == "b"):
+        raise DecodeError(item, raw[:2], f"TLV length {size}, item length is {item.length}")
+    value = raw[2:]
+    if size < item.length:
+        value += (b"\xff" if item.fmt == "cn" else b"\x00") * (item.length - size)
+    return decode_item(item, value)
+
+
+# --- national DLL string form ---------------------------------------------------------------
+
+
+def to_dll_string(item: Item, value: object) -> str:
+    """The national DLL's text form: ans as text, cn as digits, b as upper-case hex."""
+    if item.fmt == "b":
+        return encode_item(item, value).hex().upper()
+    encode_item(item, value)  # validate
+    return str(value)
+
+
+def from_dll_string(item: Item, text: str) -> Value:
+    """Inverse of :func:`to_dll_string`."""
+    if item.fmt != "b":
+        encode_item(item, text)
+        return text
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise EncodeError(item, text, "b item needs a hex string") from None
+    if len(raw) != item.length:
+        raise EncodeError(item, text, f"needs {item.length} bytes of hex, got {len(raw)}")
+    try:
+        return decode_item(item, raw)
+    except DecodeError as exc:
+        raise EncodeError(item, text, exc.reason) from None
