@@ -37,21 +37,28 @@ class CommandApdu:
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        for label, value in (("CLA", self.cla), ("INS", self.ins), ("P1", self.p1), ("P2", self.p2)):
+        for label, value in zip(("CLA", "INS", "P1", "P2"), self.header_values, strict=True):
             _byte(label, value)
         if not isinstance(self.data, bytes):
             object.__setattr__(self, "data", bytes(self.data))
         if len(self.data) > EXTENDED_MAX_LC:
-            raise ApduFormatError(f"command data of {len(self.data)} bytes exceeds {EXTENDED_MAX_LC}")
+            raise ApduFormatError(
+                f"command data of {len(self.data)} bytes exceeds {EXTENDED_MAX_LC}"
+            )
         if self.le is not None and not 1 <= self.le <= EXTENDED_MAX_LE:
             raise ApduFormatError(f"Le must be 1..{EXTENDED_MAX_LE}, got {self.le}")
         needs_extended = len(self.data) > SHORT_MAX_LC or (self.le or 0) > SHORT_MAX_LE
-        if self.extended is None:
+        if self.extended is None or (not self.data and self.le is None):
+            # Case 1 has no length fields, so it is never "extended".
             object.__setattr__(self, "extended", needs_extended)
         elif not self.extended and needs_extended:
             raise ApduFormatError(
                 f"{self.label}: data of {len(self.data)} bytes / Le {self.le} need extended length"
             )
+
+    @property
+    def header_values(self) -> tuple[int, int, int, int]:
+        return (self.cla, self.ins, self.p1, self.p2)
 
     @property
     def label(self) -> str:
@@ -93,7 +100,9 @@ class CommandApdu:
         return CommandApdu(self.cla, self.ins, self.p1, self.p2, self.data, le, None, self.name)
 
     def with_cla(self, cla: int) -> CommandApdu:
-        return CommandApdu(cla, self.ins, self.p1, self.p2, self.data, self.le, self.extended, self.name)
+        return CommandApdu(
+            cla, self.ins, self.p1, self.p2, self.data, self.le, self.extended, self.name
+        )
 
     def with_data(self, data: bytes) -> CommandApdu:
         return CommandApdu(self.cla, self.ins, self.p1, self.p2, data, self.le, None, self.name)
@@ -135,4 +144,6 @@ class CommandApdu:
         raise ApduFormatError(f"extended Lc={lc} does not match a {n}-byte command APDU")
 
     def __repr__(self) -> str:
-        return f"CommandApdu({self.label}: {self.to_bytes().hex().upper()})"
+        # The data field may hold keys or PINs: show its length, never its bytes.
+        le = "" if self.le is None else f" Le={self.le}"
+        return f"CommandApdu({self.label}: {self.header.hex().upper()} data[{len(self.data)}]{le})"

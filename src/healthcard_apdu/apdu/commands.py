@@ -50,7 +50,7 @@ def read_record_by_tag(tag: int, length: int) -> CommandApdu:
 
 
 def update_record(number: int, data: bytes, *, cla: int = 0x00, p2: int = 0x04) -> CommandApdu:
-    """UPDATE RECORD; P2=04 addresses record ``number``, P2=03 the cyclic "previous" (new) record."""
+    """UPDATE RECORD; P2=04 addresses record ``number``, P2=03 a new record in a cyclic file."""
     return CommandApdu(cla, 0xDC, number, p2, data, name=f"UPDATE RECORD {number}")
 
 

@@ -14,7 +14,9 @@ class ApduFormatError(HealthCardError, ValueError):
 class CardError(HealthCardError):
     """The card answered a command with a status word other than success."""
 
-    def __init__(self, sw: int, command: str, meaning: str, retries_left: int | None = None) -> None:
+    def __init__(
+        self, sw: int, command: str, meaning: str, retries_left: int | None = None
+    ) -> None:
         self.sw = sw
         self.command = command
         self.meaning = meaning

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from healthcard_apdu import __version__
-from healthcard_apdu.cli.common import emit
+from healthcard_apdu.apdu.errors import HealthCardError
+from healthcard_apdu.cli.common import emit, exit_code_for
 from healthcard_apdu.cli.registry import register_subcommands
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The root group: a library error becomes one clear line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HealthCardError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(exit_code_for(error))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="healthcard")
 def main() -> None:
     """Personalize, read and verify China's Resident Health Card (居民健康卡)."""

@@ -17,6 +17,19 @@ EXIT_CARD = 3  # card or reader error
 EXIT_SECURITY = 4  # authentication or key error
 
 
+def exit_code_for(error: BaseException) -> int:
+    """The documented exit code for a library error."""
+    from healthcard_apdu.apdu.errors import SecurityError
+    from healthcard_apdu.model.errors import ModelError
+    from healthcard_apdu.security.errors import SecurityModuleError
+
+    if isinstance(error, SecurityError | SecurityModuleError):
+        return EXIT_SECURITY
+    if isinstance(error, ModelError):
+        return EXIT_USAGE
+    return EXIT_CARD
+
+
 def emit(value: Any, as_json: bool, *, columns: Sequence[str] | None = None) -> None:
     """Print ``value`` as JSON, or as a table (list of mappings) / key-value lines."""
     if as_json:

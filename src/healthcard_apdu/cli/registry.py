@@ -8,6 +8,7 @@ import click
 
 # (module, attribute) of each click command or group, in help order.
 SUBCOMMANDS: tuple[tuple[str, str], ...] = (
+    ("healthcard_apdu.sim.cli", "sim"),
     ("healthcard_apdu.cli.keys", "keys_group"),
 )
 
