@@ -74,17 +74,7 @@ def _module(kind: str, keyset: KeySet) -> SecurityModule:
 @pytest.mark.parametrize("kind", ["software", "psam"])
 @pytest.mark.parametrize(
     "cipher",
-    [
-        BlockCipher.SM4,
-        pytest.param(
-            BlockCipher.TDES,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="sim card folds E(A)||E(0) for 3DES external auth; conventions say "
-                "crypt = ECB_SK(A) without fold (sim/cos.py _external_authenticate)",
-            ),
-        ),
-    ],
+    [BlockCipher.SM4, BlockCipher.TDES],
 )
 def test_external_auth_and_secure_update_accepted_by_the_card(
     kind: str, cipher: BlockCipher

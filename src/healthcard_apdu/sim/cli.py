@@ -1,0 +1,111 @@
+"""``healthcard sim``: serve simulated cards over vpcd, create blank cards and SAMs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from healthcard_apdu.crypto import BlockCipher, sm2_generate_private
+from healthcard_apdu.sim.errors import ImageError
+from healthcard_apdu.sim.faults import LatencyModel
+from healthcard_apdu.sim.image import CardImage, save_image
+from healthcard_apdu.sim.sam import (
+    DEFAULT_PIN,
+    default_certificate,
+    load_sam_keys,
+    sam_state_to_json,
+)
+from healthcard_apdu.sim.server import serve as serve_cards
+from healthcard_apdu.sim.vpcd import DEFAULT_PORT
+
+
+def _extra(values: tuple[str, ...]) -> list[tuple[Path, int]]:
+    out: list[tuple[Path, int]] = []
+    for value in values:
+        path, sep, slot = value.rpartition(":")
+        if not sep or not slot.isdigit():
+            raise click.BadParameter(f"{value!r} is not IMAGE:SLOT", param_hint="--extra-card")
+        out.append((Path(path), int(slot)))
+    return out
+
+
+@click.group(name="sim")
+def sim() -> None:
+    """Simulated health card and SAM (in-process or as PC/SC readers through vpcd)."""
+
+
+@sim.command()
+@click.option("--card", "card_image", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), required=True, help="User-card image (JSON).")
+@click.option("--sam", "sam_keys", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="SAM key file (JSON); omit to serve the user card only.")
+@click.option("--card-slot", type=int, default=0, show_default=True)
+@click.option("--sam-slot", type=int, default=1, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", "base_port", type=int, default=DEFAULT_PORT, show_default=True,
+              help="vpcd port of slot 0 (slot n uses port + n).")
+@click.option("--extra-card", multiple=True, metavar="IMAGE:SLOT",
+              help="Serve another user-card image on another slot (repeatable).")
+@click.option("--latency-baud", type=int, default=None,
+              help="Sleep the modeled ISO 7816-3 time per APDU at this baud rate.")
+@click.option("--no-quickack", is_flag=True, help="Naive socket (for benchmarks only).")
+@click.option("-v", "--verbose", is_flag=True)
+def serve(card_image: Path, sam_keys: Path | None, card_slot: int, sam_slot: int, host: str,
+          base_port: int, extra_card: tuple[str, ...], latency_baud: int | None,
+          no_quickack: bool, verbose: bool) -> None:
+    """Connect the user card and the SAM to vpcd; stop with SIGTERM or Ctrl-C."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
+    latency = LatencyModel(baud=latency_baud, sleep=True) if latency_baud else None
+    try:
+        serve_cards(card_image, sam_keys, (card_slot, sam_slot), host=host, base_port=base_port,
+                    quickack=not no_quickack, latency=latency, extra_cards=_extra(extra_card))
+    except ImageError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@sim.command("new-card")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--serial", required=True, help="8-byte card factor (16 hex digits).")
+@click.option("--protocol", type=click.Choice(["T=1", "T=0"]), default="T=1", show_default=True)
+@click.option("--cipher", type=click.Choice(["SM4", "TDES"]), default="SM4", show_default=True,
+              help="Algorithm of 16-byte keys.")
+@click.option("--force", is_flag=True, help="Overwrite an existing image.")
+def new_card(path: Path, serial: str, protocol: str, cipher: str, force: bool) -> None:
+    """Create a blank card image (MF only, issuance state)."""
+    try:
+        factor = bytes.fromhex(serial)
+    except ValueError as exc:
+        raise click.BadParameter("not hex", param_hint="--serial") from exc
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists (use --force)")
+    try:
+        image = CardImage.blank(factor, protocol=protocol, cipher16=BlockCipher[cipher])
+    except ImageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    save_image(image, path)
+    click.echo(f"blank card {factor.hex().upper()} written to {path}")
+
+
+@sim.command("new-sam")
+@click.argument("keys", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def new_sam(keys: Path, out: Path, force: bool) -> None:
+    """Complete a SAM key file: check it, add an SM2 key and default files, write OUT."""
+    if out.exists() and not force:
+        raise click.ClickException(f"{out} exists (use --force)")
+    try:
+        raw = json.loads(keys.read_text())
+        state = load_sam_keys(keys)
+    except (ImageError, ValueError) as exc:
+        raise click.ClickException(f"{keys}: {exc}") from exc
+    if state.sm2_private is None:
+        state.sm2_private = sm2_generate_private()
+        if "EF1C" not in raw.get("files", {}):
+            state.files["EF1C"] = default_certificate(state.serial, state.sm2_private)
+    out.write_text(json.dumps(sam_state_to_json(state, str(raw.get("pin", DEFAULT_PIN))),
+                              indent=1))
+    click.echo(f"SAM with {len(state.keys)} master keys written to {out}")

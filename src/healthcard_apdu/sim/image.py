@@ -1,0 +1,253 @@
+"""The card image: everything a simulated card keeps in EEPROM, as JSON.
+
+The image is the card: file tree, file contents, keys (values included), try counters,
+life-cycle and block states. :func:`save_image` writes it atomically (temporary file in
+the same directory, fsync, ``os.replace``, fsync of the directory), so a crash leaves
+either the old or the new image, never a mix. Images hold test keys in clear: they are
+simulator state, not a key store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from healthcard_apdu.crypto import BlockCipher
+from healthcard_apdu.sim.errors import ImageError
+from healthcard_apdu.sim.fs import MF_FID, Df, Ef, EfKind
+from healthcard_apdu.sim.keys import Key, KeyFile
+
+FORMAT = "healthcard-sim-card/1"
+PROTOCOLS = ("T=1", "T=0")
+#: Default EEPROM capacity: 64 KiB (the national profile is a 32K card; leave headroom).
+DEFAULT_CAPACITY = 64 * 1024
+#: Name of the MF on a blank card (FMCOS example scripts use FF*5); perso may redefine it.
+BLANK_MF_NAME = b"\xff" * 5
+
+
+@dataclass(eq=False)
+class CardImage:
+    """EEPROM contents of a simulated user card."""
+
+    serial: bytes
+    mf: Df
+    protocol: str = "T=1"
+    cipher16: BlockCipher = BlockCipher.SM4
+    issued: bool = False
+    card_blocked: bool = False
+    capacity: int = DEFAULT_CAPACITY
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def blank(
+        cls,
+        serial: bytes,
+        *,
+        protocol: str = "T=1",
+        cipher16: BlockCipher = BlockCipher.SM4,
+        capacity: int = DEFAULT_CAPACITY,
+    ) -> CardImage:
+        """A card straight from the chip factory: an empty MF, issuance state."""
+        if len(serial) != 8:
+            raise ImageError(f"card serial (card factor) must be 8 bytes, got {len(serial)}")
+        if protocol not in PROTOCOLS:
+            raise ImageError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        return cls(bytes(serial), Df(MF_FID, BLANK_MF_NAME), protocol, cipher16, False,
+                   False, capacity)
+
+
+# --- JSON codec --------------------------------------------------------------------------
+
+
+def _hx(value: int, width: int = 2) -> str:
+    return f"{value:0{width}X}"
+
+
+def _key_to_json(key: Key) -> dict[str, Any]:
+    return {
+        "type": _hx(key.type_byte), "kid": _hx(key.kid), "use": _hx(key.use_ac),
+        "change": _hx(key.change_ac), "b3": _hx(key.b3), "b4": _hx(key.b4),
+        "value": key.value.hex().upper(),
+    }
+
+
+def _node_to_json(node: Df | Ef) -> dict[str, Any]:
+    if isinstance(node, Ef):
+        out: dict[str, Any] = {
+            "kind": node.kind.name.lower(), "fid": _hx(node.fid, 4), "type": _hx(node.type_byte),
+            "read": _hx(node.read_ac), "write": _hx(node.write_ac), "erase": _hx(node.erase_ac),
+            "byte7": _hx(node.byte7),
+        }
+        if node.kind is EfKind.BINARY:
+            out["size"] = node.size
+            out["data"] = bytes(node.data).hex().upper()
+        else:
+            out.update(size=node.size, nrec=node.nrec, reclen=node.reclen,
+                       records=[r.hex().upper() for r in node.records])
+        return out
+    df: dict[str, Any] = {
+        "kind": "df", "fid": _hx(node.fid, 4), "name": node.name.hex().upper(),
+        "size": node.size, "create": _hx(node.create_ac), "erase": _hx(node.erase_ac),
+        "app_fid": _hx(node.app_fid), "reserved": node.reserved.hex().upper(),
+        "blocked": node.blocked,
+        "keyfile": None,
+        "children": [_node_to_json(c) for c in node.children.values()],
+    }
+    if node.keyfile is not None:
+        kf = node.keyfile
+        df["keyfile"] = {
+            "size": kf.size, "sfi": _hx(kf.sfi_byte), "add": _hx(kf.add_ac),
+            "reserved": kf.reserved.hex().upper(), "keys": [_key_to_json(k) for k in kf.keys],
+        }
+    return df
+
+
+def image_to_json(image: CardImage) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "serial": image.serial.hex().upper(),
+        "protocol": image.protocol,
+        "cipher16": image.cipher16.name,
+        "issued": image.issued,
+        "card_blocked": image.card_blocked,
+        "capacity": image.capacity,
+        "extra": image.extra,
+        "mf": _node_to_json(image.mf),
+    }
+
+
+def encode_image(image: CardImage) -> bytes:
+    return json.dumps(image_to_json(image), indent=1).encode()
+
+
+def _int(obj: dict[str, Any], name: str, where: str) -> int:
+    try:
+        value = obj[name]
+        return int(value, 16) if isinstance(value, str) else int(value)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ImageError(f"{where}: field {name!r} missing or not a number") from exc
+
+
+def _bytes(obj: dict[str, Any], name: str, where: str) -> bytes:
+    try:
+        return bytes.fromhex(obj[name])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ImageError(f"{where}: field {name!r} missing or not hex") from exc
+
+
+def _key_from_json(obj: dict[str, Any], where: str) -> Key:
+    return Key(_int(obj, "type", where), _int(obj, "kid", where), _int(obj, "use", where),
+               _int(obj, "change", where), _int(obj, "b3", where), _int(obj, "b4", where),
+               _bytes(obj, "value", where))
+
+
+def _node_from_json(obj: dict[str, Any], where: str) -> Df | Ef:
+    kind = obj.get("kind")
+    fid = _int(obj, "fid", where)
+    where = f"{where}/{fid:04X}"
+    if kind == "df":
+        df = Df(fid, _bytes(obj, "name", where), _int(obj, "size", where),
+                _int(obj, "create", where), _int(obj, "erase", where),
+                _int(obj, "app_fid", where), _bytes(obj, "reserved", where),
+                blocked=_int(obj, "blocked", where))
+        kf = obj.get("keyfile")
+        if kf is not None:
+            df.keyfile = KeyFile(
+                _int(kf, "size", where), _int(kf, "sfi", where), _int(kf, "add", where),
+                _bytes(kf, "reserved", where),
+                [_key_from_json(k, f"{where}/key") for k in kf.get("keys", [])],
+            )
+        for child in obj.get("children", []):
+            df.add(_node_from_json(child, where))
+        return df
+    try:
+        ef_kind = EfKind[str(kind).upper()]
+    except KeyError as exc:
+        raise ImageError(f"{where}: unknown file kind {kind!r}") from exc
+    ef = Ef(fid, ef_kind, _int(obj, "type", where), _int(obj, "read", where),
+            _int(obj, "write", where), _int(obj, "erase", where), _int(obj, "byte7", where),
+            _int(obj, "size", where))
+    if ef_kind is EfKind.BINARY:
+        ef.data = bytearray(_bytes(obj, "data", where))
+        if len(ef.data) != ef.size:
+            raise ImageError(f"{where}: {len(ef.data)} data bytes for size {ef.size}")
+    else:
+        ef.nrec, ef.reclen = _int(obj, "nrec", where), _int(obj, "reclen", where)
+        try:
+            ef.records = [bytes.fromhex(r) for r in obj.get("records", [])]
+        except (ValueError, TypeError) as exc:
+            raise ImageError(f"{where}: records are not hex") from exc
+    return ef
+
+
+def image_from_json(obj: dict[str, Any], where: str = "image") -> CardImage:
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ImageError(f"{where}: not a {FORMAT} image")
+    protocol = obj.get("protocol", "T=1")
+    if protocol not in PROTOCOLS:
+        raise ImageError(f"{where}: protocol {protocol!r} is not one of {PROTOCOLS}")
+    try:
+        cipher16 = BlockCipher[obj.get("cipher16", "SM4")]
+    except KeyError as exc:
+        raise ImageError(f"{where}: unknown cipher16 {obj.get('cipher16')!r}") from exc
+    serial = _bytes(obj, "serial", where)
+    if len(serial) != 8:
+        raise ImageError(f"{where}: serial must be 8 bytes, got {len(serial)}")
+    mf = _node_from_json(obj["mf"], where)
+    if not isinstance(mf, Df) or mf.fid != MF_FID:
+        raise ImageError(f"{where}: root is not an MF (3F00)")
+    return CardImage(serial, mf, protocol, cipher16, bool(obj.get("issued", False)),
+                     bool(obj.get("card_blocked", False)),
+                     int(obj.get("capacity", DEFAULT_CAPACITY)), dict(obj.get("extra", {})))
+
+
+def decode_image(raw: bytes, where: str = "image") -> CardImage:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ImageError(f"{where}: not JSON ({exc})") from exc
+    return image_from_json(obj, where)
+
+
+def load_image(path: Path) -> CardImage:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from exc
+    return decode_image(raw, str(path))
+
+
+def atomic_write(path: Path, raw: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``raw`` atomically (temp file + fsync + os.replace)."""
+    path = Path(path)
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def save_image(image: CardImage, path: Path, *, durable: bool = True) -> bytes:
+    """Write the image atomically; returns the bytes written."""
+    raw = encode_image(image)
+    atomic_write(path, raw, durable=durable)
+    return raw
