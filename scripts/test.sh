@@ -29,7 +29,7 @@ echo "== mypy --strict src"
 
 echo "== pytest"
 rc=0
-HEALTHCARD_REQUIRE_PCSC=1 .venv/bin/pytest "$@" </dev/null || rc=$?
+HEALTHCARD_REQUIRE_PCSC=1 HEALTHCARD_REQUIRE_PG=1 HEALTHCARD_REQUIRE_BROWSER=1 .venv/bin/pytest "$@" </dev/null || rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests" >&2
     failed+=("pytest (no tests)")

@@ -10,6 +10,7 @@ import click
 SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("healthcard_apdu.sim.cli", "sim"),
     ("healthcard_apdu.cli.keys", "keys_group"),
+    ("healthcard_apdu.cli.batch", "batch"),
 )
 
 

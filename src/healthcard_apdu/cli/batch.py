@@ -1,0 +1,332 @@
+"""``healthcard batch``: issue a resident file on several readers with a crash-safe journal."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from healthcard_apdu.batch.errors import BatchError
+from healthcard_apdu.batch.input import Format
+from healthcard_apdu.batch.issuer import CardIssuer
+from healthcard_apdu.batch.journal import Journal, default_journal_path, is_postgres_target
+from healthcard_apdu.batch.runner import (
+    BatchRunner,
+    default_batch_name,
+    default_station,
+    validate_file,
+)
+from healthcard_apdu.batch.slots import (
+    CardPool,
+    Insertion,
+    PcscReaderSlot,
+    ReaderSlot,
+    SimReaderSlot,
+)
+from healthcard_apdu.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, fail
+from healthcard_apdu.transport.inprocess import CardLike
+
+#: Factory ``(profile, keys) -> CardIssuer`` used when ``--issuer`` is not given; the
+#: personalization layer provides it.
+DEFAULT_ISSUER = "healthcard_apdu.perso.batch_issuer:make_card_issuer"
+EXIT_INTERRUPTED = 130
+
+
+class SimCardStore:
+    """Adapts the simulator's SimCard image files to the batch :class:`CardStore`."""
+
+    def __init__(self, baud: int = 0) -> None:
+        self.baud = baud
+
+    def _latency(self) -> Any:
+        if not self.baud:
+            return None
+        from healthcard_apdu.sim.faults import LatencyModel
+
+        return LatencyModel(baud=self.baud, sleep=True)
+
+    def create(self, path: Path, number: int) -> CardLike:
+        from healthcard_apdu.sim.card import SimCard
+
+        return SimCard.blank(os.urandom(8), path=path, durable=False)
+
+    def load(self, path: Path) -> CardLike:
+        from healthcard_apdu.sim.card import SimCard
+
+        return SimCard.open(path, durable=False, latency=self._latency())
+
+    def save(self, card: CardLike, path: Path) -> None:
+        """A SimCard with a path writes its image after every writing command."""
+
+
+def tear_faults(rate: float, seed: int, first: int = 5, last: int = 40
+                ) -> Callable[[CardLike, Insertion], None]:
+    """Fault hook: a power loss at a random APDU on ``rate`` of the cards' first insertion."""
+
+    def hook(card: CardLike, insertion: Insertion) -> None:
+        from healthcard_apdu.sim.faults import FaultPlan
+
+        if insertion.count != 1:
+            return
+        rng = random.Random(seed * 1_000_003 + insertion.number)
+        if rng.random() < rate and hasattr(card, "faults"):
+            card.faults = FaultPlan(tear_at=rng.randint(first, last))
+
+    return hook
+
+
+def load_issuer(spec: str, profile: str | None, keys: str | None) -> CardIssuer:
+    """Import ``module:factory`` and call it with the profile and key paths."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter(f"{spec!r} is not MODULE:FACTORY", param_hint="--issuer")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise click.BadParameter(
+            f"cannot load issuer factory {spec!r}: {exc}", param_hint="--issuer"
+        ) from exc
+    issuer = factory(profile, keys)
+    if not isinstance(issuer, CardIssuer):
+        raise click.BadParameter(f"{spec!r} did not return a CardIssuer", param_hint="--issuer")
+    return issuer
+
+
+def _journal_target(journal: str | None, residents: str | None) -> str:
+    if journal:
+        return journal
+    if residents:
+        return str(default_journal_path(residents))
+    raise click.UsageError("give RESIDENTS or --journal")
+
+
+@click.group("batch")
+def batch() -> None:
+    """Issue resident files in bulk: validation, journal, several readers."""
+
+
+@batch.command("run")
+@click.argument("residents", type=click.Path(exists=True, dir_okay=False))
+@click.option("--profile", help="Issuance profile (passed to the issuer).")
+@click.option("--keys", help="Key set / SAM configuration (passed to the issuer).")
+@click.option("--reader", "readers", multiple=True, help="PC/SC reader (repeatable).")
+@click.option("--sim", "sim_readers", type=click.IntRange(0, 64), default=0,
+              help="Use N simulated readers instead of PC/SC.")
+@click.option("--journal", help="SQLite path or postgresql:// URL "
+                                "(default: RESIDENTS' name + .journal.sqlite).")
+@click.option("--batch", "batch_name", help="Batch name (default: the file's stem).")
+@click.option("--station", help="Station name for shared journals (default: host name).")
+@click.option("--encoding", help="File encoding (default: UTF-8, else GBK).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="File format.")
+@click.option("--validate-only", is_flag=True, help="Only validate; write the report.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the validation "
+                                                                "report (JSON) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--issuer", "issuer_spec", default=DEFAULT_ISSUER, show_default=True,
+              help="MODULE:FACTORY returning a CardIssuer.")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Attempts per row before a failed row is no longer retried.")
+@click.option("--idle-timeout", type=float, default=600.0, show_default=True,
+              help="PC/SC: stop a reader after this many seconds without a card once the "
+                   "queue is empty.")
+@click.option("--reader-grace", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for unplugged readers once no other reader works.")
+@click.option("--sim-pool", type=click.Path(file_okay=False),
+              help="Simulated card stock directory (default: next to the journal).")
+@click.option("--sim-latency", type=int, default=0, help="Model card I/O at this baud rate "
+                                                         "in real time (0 = off).")
+@click.option("--sim-tear-rate", type=click.FloatRange(0.0, 1.0), default=0.0,
+              help="Fraction of simulated cards torn during their first insertion.")
+@click.option("--sim-seed", type=int, default=1, help="Seed of the simulated faults.")
+@click.option("--progress/--no-progress", default=True, help="Live progress on stderr.")
+def run_command(residents: str, profile: str | None, keys: str | None, readers: tuple[str, ...],
+                sim_readers: int, journal: str | None, batch_name: str | None,
+                station: str | None, encoding: str | None, fmt: str | None,
+                validate_only: bool, report: str | None, as_json: bool, issuer_spec: str,
+                max_attempts: int, idle_timeout: float, reader_grace: float,
+                sim_pool: str | None, sim_latency: int, sim_tear_rate: float, sim_seed: int,
+                progress: bool) -> None:
+    """Validate RESIDENTS, load it into the journal and issue it on the readers."""
+    file_format: Format | None = "csv" if fmt == "csv" else "jsonl" if fmt == "jsonl" else None
+    target = _journal_target(journal, residents)
+    try:
+        if validate_only:
+            existing = is_postgres_target(target) or Path(target).exists()
+            with _maybe_journal(target if existing else None) as jnl:
+                result = validate_file(residents, encoding=encoding, fmt=file_format,
+                                       journal=jnl, batch=batch_name)
+            if report:
+                result.write(report)
+            emit(result.to_dict() if as_json else "\n".join(result.lines()), as_json)
+            sys.exit(EXIT_OK if result.invalid == 0 else EXIT_FAILED)
+        if not readers and not sim_readers:
+            raise click.UsageError("give --reader (repeatable) or --sim N")
+        if readers and sim_readers:
+            raise click.UsageError("--reader and --sim exclude each other")
+        issuer = load_issuer(issuer_spec, profile, keys)
+        name = batch_name or default_batch_name(residents)
+        slots: list[ReaderSlot]
+        if sim_readers:
+            pool_dir = Path(sim_pool) if sim_pool else _default_pool(target, residents, name)
+            hook = tear_faults(sim_tear_rate, sim_seed) if sim_tear_rate else None
+            pool = CardPool(pool_dir, SimCardStore(sim_latency), fault_hook=hook)
+            slots = [SimReaderSlot(f"sim{i + 1}", pool) for i in range(sim_readers)]
+        else:
+            slots = [PcscReaderSlot(reader) for reader in readers]
+        with Journal.open(target) as jnl:
+            runner = BatchRunner(
+                jnl, issuer, slots, station=station or default_station(),
+                max_attempts=max_attempts,
+                idle_timeout=None if sim_readers else idle_timeout,
+                reader_grace=reader_grace if not sim_readers else 0.0,
+                progress=sys.stderr if progress else None,
+            )
+            with runner:
+                _, validation = runner.load(residents, batch=name, encoding=encoding,
+                                            fmt=file_format)
+                if report:
+                    validation.write(report)
+                if progress and validation.invalid:
+                    for line in validation.lines(limit=20):
+                        click.echo(line, err=True)
+                summary = runner.run(name)
+        if as_json:
+            emit(summary.to_dict() | {"validation": validation.to_dict()
+                                      | {"issues": len(validation.issues)}}, True)
+        else:
+            click.echo("\n".join(summary.lines()))
+        sys.exit(EXIT_OK if summary.complete else EXIT_FAILED)
+    except BatchError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        fail("aborted; the journal is consistent: run again to recover and continue",
+             EXIT_INTERRUPTED)
+
+
+def _default_pool(target: str, residents: str, batch_name: str) -> Path:
+    if is_postgres_target(target):
+        return Path(residents).with_name(f"{batch_name}.simcards")
+    return Path(target).with_name(f"{batch_name}.simcards")
+
+
+class _maybe_journal:
+    """Open a journal when there is one (validation also checks numbers it already holds)."""
+
+    def __init__(self, target: str | None) -> None:
+        self.target = target
+        self.journal: Journal | None = None
+
+    def __enter__(self) -> Journal | None:
+        if self.target is not None:
+            self.journal = Journal.open(self.target)
+        return self.journal
+
+    def __exit__(self, *exc: object) -> None:
+        if self.journal is not None:
+            self.journal.close()
+
+
+@batch.command("status")
+@click.argument("residents", required=False, type=click.Path(dir_okay=False))
+@click.option("--journal", help="SQLite path or postgresql:// URL.")
+@click.option("--batch", "batch_name", help="Only this batch (default: every batch).")
+@click.option("--events", "show_events", type=int, default=0,
+              help="Also show the last N events of the batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status_command(residents: str | None, journal: str | None, batch_name: str | None,
+                   show_events: int, as_json: bool) -> None:
+    """Rows per state, failures and cards that need erasing, per batch."""
+    target = _journal_target(journal, residents)
+    if not is_postgres_target(target) and not Path(target).exists():
+        fail(f"no journal at {target}", EXIT_USAGE)
+    try:
+        with Journal.open(target, migrate=False) as jnl:
+            infos = jnl.batches()
+            if batch_name is None and residents is not None and not journal:
+                batch_name = default_batch_name(residents)
+            if batch_name is not None:
+                infos = [i for i in infos if i.name == batch_name]
+                if not infos:
+                    fail(f"no batch {batch_name!r} in {jnl.describe()}", EXIT_USAGE)
+            out: list[dict[str, Any]] = []
+            for info in infos:
+                entry: dict[str, Any] = {
+                    "batch": info.name, "source": info.source,
+                    "loaded": info.loaded_at is not None, "counts": jnl.counts(info.name),
+                    "failed": [{"row": r.row_no, "reason": r.reason, "attempts": r.attempts}
+                               for r in jnl.rows(info.name, ["failed"])],
+                    "needs_erase": [{"row": r.row_no, "chip_serial": r.chip_serial,
+                                     "reason": r.reason}
+                                    for r in jnl.rows(info.name, ["needs-erase"])],
+                    "in_flight": [{"row": r.row_no, "state": r.state, "station": r.station,
+                                   "reader": r.reader}
+                                  for r in jnl.rows(info.name, ["claimed", "personalizing"])],
+                }
+                if show_events:
+                    entry["events"] = jnl.events(info.name)[-show_events:]
+                out.append(entry)
+    except BatchError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if as_json:
+        emit(out, True)
+        return
+    for entry in out:
+        counts = entry["counts"]
+        click.echo(f"batch {entry['batch']!r} ({entry['source']})"
+                   + ("" if entry["loaded"] else " [loading incomplete]"))
+        click.echo("  " + ", ".join(f"{state} {count}" for state, count in counts.items()))
+        for row in entry["failed"]:
+            click.echo(f"  failed row {row['row']} (attempts {row['attempts']}): {row['reason']}")
+        for row in entry["needs_erase"]:
+            click.echo(f"  needs erase row {row['row']}: card {row['chip_serial']} "
+                       f"({row['reason']})")
+        for row in entry["in_flight"]:
+            click.echo(f"  {row['state']} row {row['row']} on station {row['station']} reader "
+                       f"{row['reader']}")
+        for event in entry.get("events", []):
+            click.echo(f"  {event['at']} {event['kind']} row {event['row_no']} "
+                       f"{event['reader'] or ''} {event['detail'] or ''}".rstrip())
+
+
+@batch.command("void")
+@click.argument("chip_serial")
+@click.option("--journal", required=True, help="SQLite path or postgresql:// URL.")
+@click.option("--reason", required=True, help="Why the card is given up (lost, destroyed...).")
+def void_command(chip_serial: str, journal: str, reason: str) -> None:
+    """Give up a half-done card: its row is queued again; the card is erased if it returns."""
+    try:
+        with Journal.open(journal) as jnl:
+            row = jnl.void_card(chip_serial.upper(), reason)
+    except BatchError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if row is None:
+        click.echo(f"card {chip_serial.upper()} is not bound to any row; remembered as void")
+    else:
+        click.echo(f"card {chip_serial.upper()} void; batch {row.batch!r} row {row.row_no} "
+                   "queued again")
+
+
+@batch.command("recover")
+@click.option("--journal", required=True, help="SQLite path or postgresql:// URL.")
+@click.option("--station", required=True, help="The station that stopped for good.")
+def recover_command(journal: str, station: str) -> None:
+    """Release the rows a stopped station left claimed or half done."""
+    try:
+        with Journal.open(journal) as jnl:
+            if jnl.station_alive(station):
+                fail(f"station {station!r} is still running", EXIT_USAGE)
+            counts = jnl.recover_station(station)
+    except BatchError as exc:
+        fail(str(exc), EXIT_USAGE)
+    click.echo(f"station {station!r}: {counts['requeued']} claims queued again, "
+               f"{counts['needs_erase']} cards need erasing (insert them at any station)")
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m healthcard_apdu.cli.batch
+    batch()

@@ -1,0 +1,112 @@
+"""``healthcard batch`` commands: validate-only, run on simulated readers, status, void, recover."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from batch_support import valid_row, write_csv
+from healthcard_apdu.batch.journal import Journal
+from healthcard_apdu.cli.batch import batch
+
+ISSUER = ["--issuer", "batch_support:make_issuer"]
+
+
+def _file(tmp_path: Path, n: int = 12, bad: bool = True) -> Path:
+    rows = [valid_row(i) for i in range(n)]
+    if bad:
+        rows[2]["MZ"] = "77"
+    return write_csv(tmp_path / "people.csv", rows)
+
+
+def test_validate_only_writes_report_and_exit_code(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(batch, ["run", str(path), "--validate-only", "--report",
+                                        str(report)])
+    assert result.exit_code == 1, result.output
+    assert "row 4: MZ" in result.output
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert (data["rows"], data["invalid"]) == (12, 1)
+    assert data["issues"][0]["row"] == 4 and data["issues"][0]["field"] == "MZ"
+    assert not (tmp_path / "people.journal.sqlite").exists()  # validation writes no journal
+    good = _file(tmp_path, bad=False)
+    ok = CliRunner().invoke(batch, ["run", str(good), "--validate-only", "--json"])
+    assert ok.exit_code == 0
+    assert json.loads(ok.output)["invalid"] == 0
+
+
+def test_run_sim_then_status_json(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    result = CliRunner().invoke(batch, ["run", str(path), "--sim", "2", *ISSUER, "--json",
+                                        "--no-progress", "--station", "t1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["counts"]["issued"] == 11 and summary["counts"]["invalid"] == 1
+    assert summary["validation"]["invalid"] == 1
+    assert (tmp_path / "people.journal.sqlite").exists()
+    assert len(list((tmp_path / "people.simcards" / "done").glob("*.card.json"))) == 11
+
+    status = CliRunner().invoke(batch, ["status", str(path), "--json", "--events", "3"])
+    assert status.exit_code == 0, status.output
+    (entry,) = json.loads(status.output)
+    assert entry["batch"] == "people" and entry["counts"]["issued"] == 11
+    assert len(entry["events"]) == 3
+    human = CliRunner().invoke(batch, ["status", str(path)])
+    assert "issued 11" in human.output
+
+    again = CliRunner().invoke(batch, ["run", str(path), "--sim", "1", *ISSUER,
+                                       "--no-progress", "--station", "t1"])
+    assert again.exit_code == 0, again.output
+    assert "issued 0" in again.output  # nothing left: this run issued no card
+
+
+def test_run_usage_errors(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    none = CliRunner().invoke(batch, ["run", str(path), *ISSUER])
+    assert none.exit_code == 2 and "--reader" in none.output
+    both = CliRunner().invoke(batch, ["run", str(path), "--sim", "1", "--reader", "x", *ISSUER])
+    assert both.exit_code == 2
+    bad_issuer = CliRunner().invoke(batch, ["run", str(path), "--sim", "1",
+                                            "--issuer", "no_such_module:factory"])
+    assert bad_issuer.exit_code == 2 and "cannot load issuer" in bad_issuer.output
+    missing = CliRunner().invoke(batch, ["status", "--journal", str(tmp_path / "none.sqlite")])
+    assert missing.exit_code == 2 and "no journal" in missing.output
+
+
+def test_changed_file_is_refused_for_the_same_batch(tmp_path: Path) -> None:
+    path = _file(tmp_path, n=3, bad=False)
+    first = CliRunner().invoke(batch, ["run", str(path), "--sim", "1", *ISSUER, "--no-progress"])
+    assert first.exit_code == 0, first.output
+    write_csv(path, [valid_row(i) for i in range(4)])
+    second = CliRunner().invoke(batch, ["run", str(path), "--sim", "1", *ISSUER,
+                                        "--no-progress"])
+    assert second.exit_code == 2
+    assert "different contents" in second.output
+
+
+def test_void_and_recover_commands(tmp_path: Path) -> None:
+    journal_path = tmp_path / "j.sqlite"
+    with Journal.open(journal_path) as journal:
+        from healthcard_apdu.batch.journal import NewRow
+
+        journal.ensure_batch("b", "b.csv", "0" * 64, "utf-8", "csv")
+        journal.load_rows("b", [NewRow(1, "K1", "I1", {}), NewRow(2, "K2", "I2", {})])
+        row = journal.claim_next("b", "gone", "r1")
+        other = journal.claim_next("b", "gone", "r2")
+        assert row is not None and other is not None
+        started = journal.start_personalizing(row, "ABCD", "ABCD", station="gone", reader="r1")
+        journal.mark_needs_erase(started, "pulled")
+    recover = CliRunner().invoke(batch, ["recover", "--journal", str(journal_path),
+                                         "--station", "gone"])
+    assert recover.exit_code == 0, recover.output
+    assert "1 claims queued again" in recover.output
+    void = CliRunner().invoke(batch, ["void", "abcd", "--journal", str(journal_path),
+                                      "--reason", "card broke"])
+    assert void.exit_code == 0, void.output
+    assert "row 1 queued again" in void.output
+    with Journal.open(journal_path) as journal:
+        assert journal.counts("b")["queued"] == 2
+        assert journal.is_void("ABCD")
