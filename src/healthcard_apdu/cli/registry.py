@@ -8,6 +8,8 @@ import click
 
 # (module, attribute) of each click command or group, in help order.
 SUBCOMMANDS: tuple[tuple[str, str], ...] = (
+    ("healthcard_apdu.cli.card", "read_command"),
+    ("healthcard_apdu.cli.card", "write_command"),
     ("healthcard_apdu.sim.cli", "sim"),
     ("healthcard_apdu.cli.keys", "keys_group"),
     ("healthcard_apdu.cli.batch", "batch"),
