@@ -61,7 +61,10 @@ class InProcessTransport(Transport):
 
     def transmit(self, apdu: bytes) -> bytes:
         self._check()
-        response = bytes(self._card.process(bytes(apdu)))
+        try:
+            response = bytes(self._card.process(bytes(apdu)))
+        except ConnectionError as exc:  # a simulated card that lost power or was pulled goes mute
+            raise CardRemovedError(f"{self._name}: card went mute ({exc})") from None
         if len(response) < 2:
             raise ProtocolError(
                 f"{self._name}: response of {len(response)} bytes has no status word"
