@@ -8,8 +8,11 @@ import click
 
 # (module, attribute) of each click command or group, in help order.
 SUBCOMMANDS: tuple[tuple[str, str], ...] = (
+    ("healthcard_apdu.cli.perso", "personalize_command"),
+    ("healthcard_apdu.cli.perso", "verify_command"),
     ("healthcard_apdu.cli.card", "read_command"),
     ("healthcard_apdu.cli.card", "write_command"),
+    ("healthcard_apdu.cli.conformance", "conformance_group"),
     ("healthcard_apdu.sim.cli", "sim"),
     ("healthcard_apdu.cli.keys", "keys_group"),
     ("healthcard_apdu.cli.batch", "batch"),

@@ -1,0 +1,48 @@
+"""End to end through pcscd + vpcd: personalize and verify a simulated card in a PC/SC
+reader, and the README demo (card and SAM on the two vpcd readers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import ServeOnVpcd, require_pcsc, slot_lock
+from healthcard_apdu import model
+from healthcard_apdu.perso.demo import run_demo
+from healthcard_apdu.perso.execute import personalize
+from healthcard_apdu.perso.minimum import minimum_cost
+from healthcard_apdu.perso.profile import load_profile
+from healthcard_apdu.perso.verify import verify_card
+from healthcard_apdu.transport.pcsc import PcscTransport
+from perso_support import blank_card, software
+
+pytestmark = pytest.mark.pcsc
+
+NATIONAL = load_profile("national-32k")
+
+
+def test_personalize_and_verify_through_pcscd(vpcd_slot: ServeOnVpcd) -> None:
+    card = blank_card()
+    reader = vpcd_slot(card, 0)
+    with PcscTransport(reader) as transport:
+        result = personalize(transport, NATIONAL, model.sample_resident(), software())
+        report = verify_card(transport, NATIONAL, model.sample_resident(), software())
+    assert result.apdus == minimum_cost(NATIONAL, model.sample_resident()).apdus
+    assert result.card_factor == card.card_factor.hex().upper()
+    assert report.ok, report.problems()
+    assert card.image.issued
+
+
+def test_demo_through_pcscd(tmp_path: Path) -> None:
+    require_pcsc()
+    with slot_lock(0), slot_lock(1):
+        summary = run_demo(tmp_path)
+    assert summary["verify"]["ok"], summary["verify"]["problems"]
+    assert summary["personalize"]["apdus"] == summary["personalize"]["minimum"]["apdus"]
+    assert summary["verify"]["forbidden_accesses_refused"] == 8
+    keys = summary["verify"]["keys"]
+    assert keys["RK1_DF03"] == "ok" and keys["STK_DDF1"] == "ok"
+    assert keys["MK_MF"] == "skipped"  # the PSAM gives no card keys
+    assert Path(summary["card_image"]).exists()
+    assert Path(summary["sam_keys"]).stat().st_mode & 0o077 == 0
