@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job (README): set-up, pcscd, then the demo. For now: the CLI version and the
-# PC/SC reader listing. Stops pcscd again if it started it.
+# The main job (README): set-up, pcscd, then the demo: a blank simulated health card and a
+# simulated SAM are served on the vpcd readers, the sample resident is personalized through
+# pcscd, verified with the SAM and read back. Extra arguments go to `healthcard demo`
+# (e.g. --json, --workdir DIR). Stops pcscd again if it started it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,3 +21,4 @@ pcscd_start
 
 .venv/bin/healthcard --version
 .venv/bin/healthcard readers
+.venv/bin/healthcard demo "$@"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from healthcard_apdu.card import ConnectOptionsError, open_card
+from healthcard_apdu.app.connect import open_card
+from healthcard_apdu.card import ConnectOptionsError
 from healthcard_apdu.security import KeyFileError, SoftwareSecurityModule
 from healthcard_apdu.security.export import simulator_sam_document
 from healthcard_apdu.security.psam import PsamSecurityModule

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from healthcard_apdu import card
+from healthcard_apdu.app import connect
+from healthcard_apdu.app.connect import CardConnection
 from healthcard_apdu.card import HealthCard, Sam
-from healthcard_apdu.card.connect import CardConnection
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "national-api.md"
 OWNERS: dict[str, object] = {"HealthCard": HealthCard, "Sam": Sam, "CardConnection": CardConnection}
@@ -35,3 +36,5 @@ def test_documented_card_package_names_exist() -> None:
     text = DOC.read_text(encoding="utf-8")
     for name in set(re.findall(r"healthcard_apdu\.card\.(\w+)", text)):
         assert hasattr(card, name), name
+    for name in set(re.findall(r"healthcard_apdu\.app\.connect\.(\w+)", text)):
+        assert hasattr(connect, name), name

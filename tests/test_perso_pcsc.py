@@ -3,13 +3,10 @@ reader, and the README demo (card and SAM on the two vpcd readers)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from conftest import ServeOnVpcd, require_pcsc, slot_lock
+from conftest import ServeOnVpcd
 from healthcard_apdu import model
-from healthcard_apdu.perso.demo import run_demo
 from healthcard_apdu.perso.execute import personalize
 from healthcard_apdu.perso.minimum import minimum_cost
 from healthcard_apdu.perso.profile import load_profile
@@ -33,16 +30,3 @@ def test_personalize_and_verify_through_pcscd(vpcd_slot: ServeOnVpcd) -> None:
     assert report.ok, report.problems()
     assert card.image.issued
 
-
-def test_demo_through_pcscd(tmp_path: Path) -> None:
-    require_pcsc()
-    with slot_lock(0), slot_lock(1):
-        summary = run_demo(tmp_path)
-    assert summary["verify"]["ok"], summary["verify"]["problems"]
-    assert summary["personalize"]["apdus"] == summary["personalize"]["minimum"]["apdus"]
-    assert summary["verify"]["forbidden_accesses_refused"] == 8
-    keys = summary["verify"]["keys"]
-    assert keys["RK1_DF03"] == "ok" and keys["STK_DDF1"] == "ok"
-    assert keys["MK_MF"] == "skipped"  # the PSAM gives no card keys
-    assert Path(summary["card_image"]).exists()
-    assert Path(summary["sam_keys"]).stat().st_mode & 0o077 == 0

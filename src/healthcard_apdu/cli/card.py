@@ -1,6 +1,6 @@
 """``healthcard read`` / ``healthcard write``: the card's files as a table or JSON, and back.
 
-The commands only parse options and print; connecting is ``card.connect.open_card`` and the
+The commands only parse options and print; connecting is ``app.connect.open_card`` and the
 documents are ``card.document``. Passphrases and PINs come from environment variables or a
 hidden prompt, never from the command line.
 """
@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from healthcard_apdu.apdu.errors import HealthCardError, SecurityError
-from healthcard_apdu.card.connect import CardConnection, open_card
+from healthcard_apdu.app.connect import CardConnection, open_card
 from healthcard_apdu.card.document import (
     KeysBy,
     content_json,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,11 +52,18 @@ def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
         return "(none)"
     cols = list(columns or rows[0].keys())
     cells = [[str(row.get(col, "")) for col in cols] for row in rows]
-    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(cols)]
-    lines = ["  ".join(col.ljust(widths[i]) for i, col in enumerate(cols))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(r[i].ljust(widths[i]) for i in range(len(cols))) for r in cells)
-    return "\n".join(lines)
+    widths = [max(_width(col), *(_width(r[i]) for r in cells)) for i, col in enumerate(cols)]
+
+    def line(values: Sequence[str]) -> str:
+        padded = (v + " " * (widths[i] - _width(v)) for i, v in enumerate(values))
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _width(text: str) -> int:
+    """Terminal columns of ``text``: East Asian wide and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def fail(message: str, code: int) -> None:

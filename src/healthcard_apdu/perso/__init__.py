@@ -1,7 +1,7 @@
 """Personalization layer: issuance profiles, pure plans, execution with read-back, verification.
 
-See docs/profiles.md. ``perso.batch_issuer`` (the batch runner's adapter) and ``perso.demo``
-(the README demo) are imported on use.
+See docs/profiles.md. ``perso.batch_issuer`` (the batch runner's adapter) is imported on use;
+the README demo lives in ``healthcard_apdu.app.demo``.
 """
 
 from healthcard_apdu.perso.errors import (

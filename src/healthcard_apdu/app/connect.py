@@ -5,7 +5,7 @@ simulated card image file (``sim_card``; in-process, writes are saved to the ima
 Security module (exactly one): a PSAM in a PC/SC reader (``sam_reader``), a software key file
 (``keys`` + passphrase) or a simulated SAM key file (``sim_sam``, in-process).
 
-This is the only card-layer module that imports the simulator.
+It lives in ``app`` (the composition root) because it opens the simulator too.
 """
 
 from __future__ import annotations
