@@ -88,6 +88,9 @@ class _SimDevice:
     def _rollback(self) -> None:
         """Forget the state the last command wrote."""
 
+    def _prepare_tear(self) -> None:
+        """Called before an APDU that will tear: make sure its writes can be rolled back."""
+
     def _cost(self) -> OpCost:
         raise NotImplementedError
 
@@ -164,6 +167,8 @@ class _SimDevice:
             raise CardMuteError(f"card removed before APDU {index}")
         cost = self._cost()
         cost.reset()
+        if plan.tear_at == index:
+            self._prepare_tear()
         data, sw = self._run(bytes(apdu))
         if plan.tear_at == index:
             plan.tear_at = None
@@ -243,7 +248,8 @@ class SimCard(_SimDevice):
             raw = encode_image(image)
             if self.path is not None:
                 atomic_write(self.path, raw, durable=durable)
-        self._committed = raw
+        # Last committed image bytes; None while an in-memory card has no use for a snapshot.
+        self._committed: bytes | None = raw
         self.os = UserCardOS(image, rng=rng)
         super().__init__(image.protocol, faults, latency)
 
@@ -307,14 +313,25 @@ class SimCard(_SimDevice):
         return self.os.dirty
 
     def _commit(self) -> None:
-        raw = encode_image(self.os.image)
-        if self.path is not None:
-            atomic_write(self.path, raw, durable=self.durable)
-        self._committed = raw
+        if self.path is None and self.faults.tear_at is None:
+            # In memory with no tear scheduled: nothing can roll back, so skip the encoding
+            # (it dominates personalization time); _prepare_tear snapshots when needed.
+            self._committed = None
+        else:
+            raw = encode_image(self.os.image)
+            if self.path is not None:
+                atomic_write(self.path, raw, durable=self.durable)
+            self._committed = raw
         self.os.dirty = False
+
+    def _prepare_tear(self) -> None:
+        if self._committed is None:
+            self._committed = encode_image(self.os.image)
 
     def _rollback(self) -> None:
         self.os.dirty = False
+        if self._committed is None:
+            raise AssertionError("rollback without a snapshot (tear not prepared)")
         self.os.attach(decode_image(self._committed))
 
     def _cost(self) -> OpCost:
