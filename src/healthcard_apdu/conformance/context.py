@@ -23,7 +23,7 @@ from healthcard_apdu.model import DF, EF, df, ef, key
 from healthcard_apdu.model import KEYS as MODEL_KEYS
 from healthcard_apdu.security import STANDARD_KEY_SPECS, CardFactors, KeySpec, SecurityModule
 from healthcard_apdu.security.session import SessionOps
-from healthcard_apdu.transport.base import Transport
+from healthcard_apdu.transport.base import ForwardingTransport, Transport
 from healthcard_apdu.transport.channel import Channel, SecretSpec
 
 SW_OK = 0x9000
@@ -57,27 +57,19 @@ class HostRandom:
         return bytes(out[:n])
 
 
-class TimedTransport(Transport):
-    """The run's link: adds up transmit time and turns lost power into CardRemovedError.
+class TimedTransport(ForwardingTransport):
+    """The run's link: adds up the time spent in transmit (measured, or recorded on replay).
 
     With ``recorded_ms`` (replay) the durations are the recorded ones, in exchange order, so
     timing cases reach the verdicts of the recorded run.
     """
 
     def __init__(self, inner: Transport, recorded_ms: Sequence[float] | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.elapsed_ms = 0.0
         self._recorded: Iterator[float] | None = (
             iter(recorded_ms) if recorded_ms is not None else None
         )
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def protocol(self) -> str | None:
-        return self.inner.protocol
 
     def _account(self, measured_ms: float) -> None:
         if self._recorded is not None:
@@ -90,15 +82,6 @@ class TimedTransport(Transport):
             return self.inner.transmit(apdu)
         finally:
             self._account((time.perf_counter() - start) * 1000)
-
-    def atr(self) -> bytes:
-        return self.inner.atr()
-
-    def reset(self, cold: bool = False) -> bytes:
-        return self.inner.reset(cold)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class PowerFaults(Protocol):

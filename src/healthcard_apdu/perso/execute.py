@@ -35,7 +35,7 @@ from healthcard_apdu.perso.profile import Profile, access_kind, resident_from
 from healthcard_apdu.security import SecurityModule, card_factor_from_atr
 from healthcard_apdu.security.errors import SecurityModuleError
 from healthcard_apdu.transport.atr import AtrError, parse_atr
-from healthcard_apdu.transport.base import Transport, TransportError
+from healthcard_apdu.transport.base import ForwardingTransport, Transport, TransportError
 from healthcard_apdu.transport.channel import Channel
 from healthcard_apdu.transport.trace import Range, Tracer
 
@@ -59,22 +59,14 @@ Progress = Callable[[int, int, str], None]
 _NO_KEY = frozenset({0x6A88, 0x6A82})
 
 
-class CountingTransport(Transport):
-    """Counts APDUs and bytes in both directions through another transport."""
+class CountingTransport(ForwardingTransport):
+    """Counts APDUs and bytes in both directions; the wrapped transport stays the caller's."""
 
     def __init__(self, inner: Transport) -> None:
-        self.inner = inner
+        super().__init__(inner, owns_inner=False)
         self.apdus = 0
         self.sent = 0
         self.received = 0
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def protocol(self) -> str | None:
-        return self.inner.protocol
 
     def transmit(self, apdu: bytes) -> bytes:
         self.apdus += 1
@@ -82,15 +74,6 @@ class CountingTransport(Transport):
         response = self.inner.transmit(apdu)
         self.received += len(response)
         return response
-
-    def atr(self) -> bytes:
-        return self.inner.atr()
-
-    def reset(self, cold: bool = False) -> bytes:
-        return self.inner.reset(cold)
-
-    def close(self) -> None:
-        """The wrapped transport belongs to the caller; closing the counter does nothing."""
 
 
 @dataclass(frozen=True)

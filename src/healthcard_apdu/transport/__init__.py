@@ -7,6 +7,7 @@ pyscard is only imported when a PC/SC function is used (:mod:`.pcsc`).
 from healthcard_apdu.transport.atr import AtrError, AtrInfo, parse_atr
 from healthcard_apdu.transport.base import (
     CardRemovedError,
+    ForwardingTransport,
     NoCardError,
     NoReaderError,
     ProtocolError,
@@ -27,6 +28,7 @@ __all__ = [
     "CardLike",
     "CardRemovedError",
     "Channel",
+    "ForwardingTransport",
     "InProcessTransport",
     "Masker",
     "NoCardError",

@@ -96,3 +96,35 @@ class Transport(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class ForwardingTransport(Transport):
+    """A transport that passes everything to ``inner``; subclasses override what they watch.
+
+    ``close`` closes the inner transport unless ``owns_inner`` is False (the caller keeps it).
+    """
+
+    def __init__(self, inner: Transport, *, owns_inner: bool = True) -> None:
+        self.inner = inner
+        self.owns_inner = owns_inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def protocol(self) -> str | None:
+        return self.inner.protocol
+
+    def transmit(self, apdu: bytes) -> bytes:
+        return self.inner.transmit(apdu)
+
+    def atr(self) -> bytes:
+        return self.inner.atr()
+
+    def reset(self, cold: bool = False) -> bytes:
+        return self.inner.reset(cold)
+
+    def close(self) -> None:
+        if self.owns_inner:
+            self.inner.close()
