@@ -7,9 +7,14 @@ latency, the 4-to-1 scaling ratio, and peak memory of streaming a 100,000-row re
 
 Card latency: every simulated card runs the LatencyModel of the simulator with real sleeping
 (``--baud``, default 115200 bd, T=1, EEPROM page writes), so readers overlap in time the way
-real readers do. The issuer is the raw-APDU test issuer of tests/batch_support.py writing
-``--extra`` bytes per card (default 3072, about a photo), unless ``--issuer MODULE:FACTORY``
-names a real one. The journal is SQLite with synchronous=FULL, as in production.
+real readers do. The issuer is the real personalizer (``perso.batch_issuer.PersoCardIssuer``,
+national profile, a fresh software SM4 key set) issuing full residents (the model's sample
+resident with its photo, contacts, allergies and EE/ED records, varied per row: about 250
+APDUs and 12.5 KB per card, read-back included). ``--issuer raw`` uses the raw-APDU test
+issuer of tests/batch_support.py instead (``--extra`` bytes per card), ``--issuer
+MODULE:FACTORY`` any factory (with ``--profile``/``--keys``). The journal is SQLite with
+synchronous=FULL, as in production. The modeled card time of one issuance (LatencyModel
+without sleep) is printed too: 60 / that is the ceiling of one reader.
 
 Memory: the file is generated first; a child process that has only imported the library then
 loads it into a fresh SQLite journal (scan, validation, journal inserts: the whole load path of
@@ -42,22 +47,53 @@ from healthcard_apdu.batch.runner import BatchRunner, load_batch  # noqa: E402
 from healthcard_apdu.batch.slots import CardPool, SimReaderSlot  # noqa: E402
 from healthcard_apdu.cli.batch import SimCardStore, load_issuer  # noqa: E402
 
-# The raw-APDU test issuer and the resident generator live with the tests.
+# The issuers and the resident generators live with the tests.
 _support: Any = importlib.import_module("batch_support")
 RawIssuer = _support.RawIssuer
 valid_row = _support.valid_row
 write_csv = _support.write_csv
+write_jsonl = _support.write_jsonl
+perso_row = _support.perso_row
+perso_issuer = _support.perso_issuer
 
 COLUMNS = ("XM", "XB", "MZ", "CSRQ", "SFZH", "BRDH1")
 
 
+def write_residents(directory: Path, rows: int, perso: bool) -> Path:
+    if perso:
+        return Path(write_jsonl(directory / "residents.jsonl", (perso_row(i)
+                                                                 for i in range(rows))))
+    return Path(write_csv(directory / "residents.csv", (valid_row(i) for i in range(rows))))
+
+
+def modeled_card(issuer: CardIssuer, baud: int, perso: bool) -> dict[str, Any]:
+    """One blank card issued in memory with the latency model accounting (no sleep)."""
+    from healthcard_apdu.sim.card import SimCard
+    from healthcard_apdu.sim.faults import LatencyModel
+    from healthcard_apdu.transport import InProcessTransport
+
+    latency = LatencyModel(baud=baud)
+    card = SimCard.blank(os.urandom(8), latency=latency)
+    resident = perso_row(0) if perso else _support_record(0)
+    with InProcessTransport(card) as link:
+        issuer.inspect(link)
+        issuer.issue(link, resident)
+    return {"apdus": latency.apdus, "seconds": round(latency.total, 3),
+            "ceiling_cards_per_minute": round(60.0 / latency.total, 1)}
+
+
+def _support_record(index: int) -> dict[str, Any]:
+    row = valid_row(index)
+    return {"DDF1EF05": {"KH": row["SFZH"]}, "DDF1EF06": {"XM": row["XM"]}}
+
+
 def run_speed(readers: int, cards_per_reader: int, baud: int, issuer: CardIssuer,
-              workdir: Path) -> dict[str, Any]:
+              workdir: Path, perso: bool) -> dict[str, Any]:
     """Issue ``readers * cards_per_reader`` cards; returns the rate."""
     rows = readers * cards_per_reader
     directory = workdir / f"speed-{readers}"
     directory.mkdir()
-    path = write_csv(directory / "residents.csv", (valid_row(i) for i in range(rows)))
+    path = write_residents(directory, rows, perso)
     with Journal.open(directory / "residents.journal.sqlite") as journal:
         pool = CardPool(directory / "cards", SimCardStore(baud))
         slots = [SimReaderSlot(f"sim{i + 1}", pool) for i in range(readers)]
@@ -113,9 +149,11 @@ def run_memory(rows: int, trace: bool) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baud", type=int, default=115200, help="modeled card link speed")
-    parser.add_argument("--cards-per-reader", type=int, default=20)
+    parser.add_argument("--cards-per-reader", type=int, default=8)
     parser.add_argument("--extra", type=int, default=3072, help="bytes per card (raw issuer)")
-    parser.add_argument("--issuer", help="MODULE:FACTORY of a real CardIssuer")
+    parser.add_argument("--issuer", default="perso",
+                        help="perso (default: the personalizer), raw (the test issuer) or "
+                             "MODULE:FACTORY")
     parser.add_argument("--profile")
     parser.add_argument("--keys")
     parser.add_argument("--rows", type=int, default=100_000, help="rows for the memory run")
@@ -134,13 +172,26 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"baud": args.baud, "python": sys.version.split()[0],
                               "cpus": os.cpu_count()}
     if not args.skip_speed:
-        issuer: CardIssuer = (load_issuer(args.issuer, args.profile, args.keys)
-                              if args.issuer else RawIssuer(extra=args.extra))
+        perso = args.issuer != "raw"
+        issuer: CardIssuer
+        if args.issuer == "perso":
+            issuer = perso_issuer()
+        elif args.issuer == "raw":
+            issuer = RawIssuer(extra=args.extra)
+        else:
+            issuer = load_issuer(args.issuer, args.profile, args.keys)
+        result["issuer"] = args.issuer
+        result["card"] = modeled_card(issuer, args.baud, perso)
+        if not args.json:
+            card = result["card"]
+            print(f"issuer {args.issuer}: {card['apdus']} APDUs per card, modeled "
+                  f"{card['seconds']:.2f} s at {args.baud} bd = at most "
+                  f"{card['ceiling_cards_per_minute']:.1f} cards/min per reader", flush=True)
         speed = []
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
             for readers in (1, 2, 4):
                 speed.append(run_speed(readers, args.cards_per_reader, args.baud, issuer,
-                                       Path(tmp)))
+                                       Path(tmp), perso))
                 if not args.json:
                     s = speed[-1]
                     print(f"{s['readers']} reader(s): {s['cards']:4d} cards in "

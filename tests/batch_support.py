@@ -1,5 +1,6 @@
 """Test support for the batch tests (and bench/bench_batch.py): a raw-APDU card issuer for the
-simulated card, a SimCard store for card pools, fault hooks, resident files and invariants.
+simulated card, the real personalizer as issuer (``perso_issuer``, ``perso_row``), a SimCard
+store for card pools, fault hooks, resident files and invariants.
 
 The issuer writes real files on the simulated card with FMCOS commands, so tears and removals
 interrupt real card I/O:
@@ -18,8 +19,8 @@ import os
 import random
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -160,21 +161,36 @@ class SimStore:
 
 @dataclass
 class FaultSchedule:
-    """Fault hook: tears on some cards' first insertion and one pulled card."""
+    """Fault hook: tears on some cards' first insertion and one pulled card.
+
+    A torn card loses power at a random APDU in ``tear_first..tear_last`` (counted from the
+    card's insertion; the raw issuer's writes are APDUs 6-14), its writes applied or not at
+    random. ``forced`` maps card numbers (pool creation order) to a fixed ``(tear_at,
+    applies)``; ``torn`` records every planned tear as ``card number -> (tear_at, applies)``.
+    """
 
     tear_rate: float = 0.05
     remove_card: int | None = None
     seed: int = 7
+    tear_first: int = 6
+    tear_last: int = 14
+    remove_at: int = 9
+    forced: dict[int, tuple[int, bool]] = field(default_factory=dict)
+    torn: dict[int, tuple[int, bool]] = field(default_factory=dict)
 
     def __call__(self, card: CardLike, insertion: Insertion) -> None:
         if insertion.count != 1 or not isinstance(card, SimCard):
             return
         rng = random.Random(self.seed * 1_000_003 + insertion.number)
         if insertion.number == self.remove_card:
-            card.faults = FaultPlan(remove_at=9)
-        elif rng.random() < self.tear_rate:
-            # somewhere inside the writes (APDUs 1-4 select/inspect, then 10+ writes)
-            card.faults = FaultPlan(tear_at=rng.randint(6, 14), tear_applies=rng.random() < 0.5)
+            card.faults = FaultPlan(remove_at=self.remove_at)
+            return
+        plan = self.forced.get(insertion.number)
+        if plan is None and rng.random() < self.tear_rate:
+            plan = (rng.randint(self.tear_first, self.tear_last), rng.random() < 0.5)
+        if plan is not None:
+            self.torn[insertion.number] = plan
+            card.faults = FaultPlan(tear_at=plan[0], tear_applies=plan[1])
 
 
 # ------------------------------------------------------------------ resident files
@@ -203,8 +219,87 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, str]], *, encoding: str = 
     return path
 
 
+def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """One JSON object per line (UTF-8), as ``batch run`` reads JSON Lines."""
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+# ------------------------------------------------------------ the real personalizer
+PERSO_PROFILE = "national-32k"
+PERSO_PASSPHRASE = "batch-test-pass"
+
+
+def perso_row(index: int) -> dict[str, Any]:
+    """A full resident for the national profile (nested card JSON keyed by pinyin code): the
+    model's sample resident (photo, contacts, allergies, EE/ED records: about 250 APDUs to
+    issue) with the holder, card number and phone of :func:`valid_row`."""
+    import copy
+
+    from healthcard_apdu import model
+
+    flat = valid_row(index)
+    record: dict[str, Any] = copy.deepcopy(model.sample_resident().to_json(keys="code"))
+    record["DDF1EF06"] = {"XM": flat["XM"], "XB": int(flat["XB"]), "MZ": flat["MZ"],
+                          "CSRQ": flat["CSRQ"], "SFZH": flat["SFZH"]}
+    record["DDF1EF05"]["KH"] = flat["SFZH"]
+    record["DF01EF08"]["ZJHM"] = flat["SFZH"]
+    record["DDF1EF08"]["BRDH1"] = flat["BRDH1"]
+    return record
+
+
+def perso_keyset() -> Any:
+    """A fresh random SM4 key set for the national profile (no SM2 key: nothing is signed)."""
+    from healthcard_apdu.crypto import BlockCipher
+    from healthcard_apdu.security import DEFAULT_ROLES, KeySet
+
+    return KeySet.generate(DEFAULT_ROLES, BlockCipher.SM4, with_sm2=False)
+
+
+def perso_issuer(keyset: Any | None = None) -> Any:
+    """The personalizer as the batch runner's issuer (national profile, software keys)."""
+    from healthcard_apdu.perso.batch_issuer import PersoCardIssuer
+    from healthcard_apdu.perso.profile import load_profile
+    from healthcard_apdu.security import SoftwareSecurityModule
+
+    return PersoCardIssuer(load_profile(PERSO_PROFILE),
+                           SoftwareSecurityModule(keyset or perso_keyset()))
+
+
+def save_perso_keys(path: Path, keyset: Any) -> Path:
+    """Write ``keyset`` as an encrypted key file (passphrase :data:`PERSO_PASSPHRASE`) for
+    ``batch run --keys``."""
+    keyset.save(path, PERSO_PASSPHRASE, scrypt_n=2**10)
+    return path
+
+
+def perso_card_reader(keyset: Any) -> Callable[[Path], dict[str, Any] | None]:
+    """A ``read_card`` for :func:`check_invariants`: DDF1/EF05 and DDF1/EF06 of an issued
+    card image read with the card layer (EF06 needs the read key of the run's key set), as
+    ``{"KH": ..., "DDF1EF06": {...}}``, or None when the card is not issued."""
+    from healthcard_apdu.card import HealthCard
+    from healthcard_apdu.security import SoftwareSecurityModule
+    from healthcard_apdu.transport import InProcessTransport
+
+    security = SoftwareSecurityModule(keyset)
+
+    def read(path: Path) -> dict[str, Any] | None:
+        card = SimCard.open(path, durable=False)
+        if not card.image.issued:
+            return None
+        with InProcessTransport(card) as link:
+            reader = HealthCard(link, security)
+            issuer = reader.read_issuer().to_json("code")
+            holder = reader.read_holder().to_json("code")
+        return {"KH": issuer.get("KH"), "DDF1EF06": holder}
+
+    return read
+
+
 # ----------------------------------------------------------------------- invariants
-def cards_by_number(pool_dir: Path, issuer: RawIssuer | None = None
+def cards_by_number(pool_dir: Path, issuer: Any | None = None
                     ) -> dict[str, list[tuple[str, Path]]]:
     """Every issued card image under the pool -> card number -> [(chip serial, path)]."""
     from healthcard_apdu.transport import InProcessTransport
@@ -223,27 +318,42 @@ def cards_by_number(pool_dir: Path, issuer: RawIssuer | None = None
     return found
 
 
+CardReader = Callable[[Path], "dict[str, Any] | None"]
+
+
 def check_invariants(journal: Journal, batch: str, pool_dirs: Iterable[Path],
-                     expected_rows: int) -> dict[str, int]:
+                     expected_rows: int, *, issuer: Any | None = None,
+                     read_card: CardReader | None = None) -> dict[str, int]:
     """Assert the batch guarantees; returns the journal counts.
 
     * every row of the file is in the journal, in exactly one state;
-    * no card number appears on two issued cards (in any pool);
+    * no card number appears on two issued cards (in any pool), as ``issuer.inspect`` sees
+      them (default: the raw test issuer);
     * each issued row's chip carries that row's card number, and no issued card is unknown;
+    * with ``read_card`` (e.g. :func:`perso_card_reader`): each issued row's card holds that
+      row's card number and holder items (DDF1/EF06) as stored in the journal;
     * every failed / needs-erase / invalid row has a reason.
     """
     counts = journal.counts(batch)
     assert sum(counts.values()) == expected_rows, counts
     cards: dict[str, list[tuple[str, Path]]] = {}
     for pool in pool_dirs:
-        for number, found in cards_by_number(pool).items():
+        for number, found in cards_by_number(pool, issuer).items():
             cards.setdefault(number, []).extend(found)
     duplicates = {n: c for n, c in cards.items() if len(c) > 1}
     assert not duplicates, f"card numbers on more than one card: {duplicates}"
     issued_rows = list(journal.rows(batch, ["issued"]))
     for row in issued_rows:
         assert row.card_number in cards, f"row {row.row_no} issued but no card holds it"
-        assert cards[row.card_number][0][0] == row.chip_serial, (row, cards[row.card_number])
+        chip, path = cards[row.card_number][0]
+        assert chip == row.chip_serial, (row, cards[row.card_number])
+        if read_card is not None:
+            data = read_card(path)
+            assert data is not None, f"row {row.row_no}: card {path.name} is not issued"
+            assert data["KH"] == row.card_number, (row.row_no, data["KH"])
+            holder = row.resident["DDF1EF06"]
+            on_card = {code: data["DDF1EF06"].get(code) for code in holder}
+            assert on_card == holder, f"row {row.row_no}: card holds {on_card}, not {holder}"
     assert len(cards) == len(issued_rows), (len(cards), len(issued_rows))
     for row in journal.rows(batch, ["failed", "needs-erase", "invalid"]):
         assert row.reason, f"row {row.row_no} ({row.state}) has no reason"

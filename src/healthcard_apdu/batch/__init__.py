@@ -6,7 +6,12 @@ to it) and reader slots (PC/SC readers or simulated readers fed from a card pool
 
 from healthcard_apdu.batch.errors import BatchError, InputError, JournalError, ReaderGoneError
 from healthcard_apdu.batch.input import FileInfo, InputRow, read_residents, scan_file
-from healthcard_apdu.batch.issuer import CardIdentity, CardIssuer, IssueOutcome
+from healthcard_apdu.batch.issuer import (
+    CardIdentity,
+    CardIssuer,
+    IssueOutcome,
+    RecordCheckingIssuer,
+)
 from healthcard_apdu.batch.journal import (
     STATES,
     ChipSerialConflict,
@@ -57,6 +62,7 @@ __all__ = [
     "ReaderGoneError",
     "ReaderSlot",
     "RecordChecker",
+    "RecordCheckingIssuer",
     "RowIssue",
     "RowRecord",
     "RowVerdict",

@@ -58,3 +58,14 @@ class CardIssuer(Protocol):
     def erase(self, transport: Transport) -> None:
         """Return a partly or fully personalized card to the blank state."""
         ...
+
+
+@runtime_checkable
+class RecordCheckingIssuer(Protocol):
+    """An issuer that can tell, without a card, why it could not issue a record (optional:
+    when the issuer has it, the batch validation runs it on every valid row)."""
+
+    def check_record(self, resident: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(field, reason)`` for each problem (field: item code or file key); empty when
+        the record can be issued."""
+        ...

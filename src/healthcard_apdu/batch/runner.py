@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from healthcard_apdu.batch.input import FileInfo, Format, read_residents, scan_file
-from healthcard_apdu.batch.issuer import CardIssuer
+from healthcard_apdu.batch.issuer import CardIssuer, RecordCheckingIssuer
 from healthcard_apdu.batch.journal import Holder, Journal, NewRow, journal_clashes
 from healthcard_apdu.batch.progress import ProgressDisplay, format_seconds
 from healthcard_apdu.batch.slots import ReaderSlot
@@ -253,8 +253,12 @@ class BatchRunner:
     def load(self, path: str | Path, *, batch: str | None = None, encoding: str | None = None,
              fmt: Format | None = None, checker: RecordChecker | None = None
              ) -> tuple[str, ValidationReport]:
+        """Validate the file into the journal; an issuer with ``check_record`` (the
+        personalizer: the profile's record rules) joins the validation."""
         info = scan_file(path, encoding=encoding, fmt=fmt)
         name = batch or default_batch_name(path)
+        if checker is None and isinstance(self.issuer, RecordCheckingIssuer):
+            checker = RecordChecker(self.issuer.check_record)
         return name, load_batch(self.journal, info, name, checker)
 
     def run(self, batch: str) -> RunSummary:

@@ -14,7 +14,7 @@ the ID number when the file has none (the national rule: card number = ID / docu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -160,10 +160,18 @@ def _prune(value: Any) -> Any:
     return value
 
 
+IssuerCheck = Callable[[Mapping[str, Any]], list[tuple[str, str]]]
+"""``check_record`` of the issuer: ``(field, reason)`` pairs for a record it cannot issue."""
+
+
 class RecordChecker:
-    """Checks one row with the model; returns the stored record or the row's issues."""
+    """Checks one row with the model (and, when given, the issuer's ``check_record``, e.g. the
+    profile's rules); returns the stored record or the row's issues."""
 
     required: tuple[str, ...] = ("XM",)
+
+    def __init__(self, issuer_check: IssuerCheck | None = None) -> None:
+        self.issuer_check = issuer_check
 
     def __call__(self, row: InputRow) -> RowVerdict:
         if row.problem is not None:
@@ -196,9 +204,20 @@ class RecordChecker:
             if item("KH").length < len(str(card_number).encode("gbk", "replace")):
                 issues.append(RowIssue(row.row, "KH", "card number taken from the ID number "
                                                       "is too long", _short(card_number)))
+        if not issues and self.issuer_check is not None:
+            issues.extend(_issuer_issue(row.row, code, reason)
+                          for code, reason in self.issuer_check(record))
         if issues:
             return RowVerdict(row.row, None, card_number, id_number, tuple(issues))
         return RowVerdict(row.row, record, card_number, id_number)
+
+
+def _issuer_issue(row: int, code: str, reason: str) -> RowIssue:
+    try:
+        it = item(code)
+    except LayoutError:
+        return RowIssue(row, code, f"the issuer cannot issue it: {reason}")
+    return RowIssue(row, it.code, f"the issuer cannot issue it: {reason}", None, it.no, it.name)
 
 
 @dataclass

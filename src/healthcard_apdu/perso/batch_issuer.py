@@ -4,10 +4,28 @@
 ``profile`` is a built-in profile name or a TOML path (None: the national profile); ``keys`` is
 an encrypted key file (passphrase from ``HEALTHCARD_KEYS_PASSPHRASE``) or ``pkcs11:LABEL``
 (user PIN from ``HEALTHCARD_PKCS11_PIN``).
+
+Batch specifics on top of ``personalize`` / ``erase_card``:
+
+* one issuer serves every reader: only the security module is shared under a lock, so cards in
+  different readers are personalized at the same time;
+* a lost link during a step (``StepFailed`` without a status word) is raised again as the
+  transport error it was, so the runner keeps the half-done card bound to its row
+  (needs-erase) instead of failing the row;
+* ``erase`` also recovers a card torn right after its MF key file was created (the MF has a
+  key file but no master key yet, so nothing could authenticate the erase): the MF master key
+  is written first (plain WRITE KEY, still allowed in the issuance state), then the MF is
+  erased with it. ``erase`` raises unless the card ends up blank;
+* ``inspect`` of an issued card reports the profile and key-set versions only when the card's
+  internal key answers for this key set (a card found complete after a tear is journaled
+  with them);
+* ``check_record`` lets the batch validation refuse, before anything is issued, a row that
+  the profile cannot issue (e.g. no YYCSDM with 2-level keys).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -17,12 +35,26 @@ from typing import Any
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.command import CommandApdu
 from healthcard_apdu.batch.issuer import CardIdentity, IssueOutcome
+from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.model import DecodeError, decode_tlv, item
-from healthcard_apdu.perso.errors import PersoError, SecurityModuleUnsuitable
+from healthcard_apdu.perso.errors import (
+    EraseRefused,
+    PersoError,
+    SecurityModuleUnsuitable,
+    StepFailed,
+)
 from healthcard_apdu.perso.execute import card_factor_of, erase_card, personalize
-from healthcard_apdu.perso.profile import DEFAULT_PROFILE, Profile, load_profile
-from healthcard_apdu.security import SecurityModule
-from healthcard_apdu.transport.base import Transport
+from healthcard_apdu.perso.plan import RK_PLAIN
+from healthcard_apdu.perso.profile import DEFAULT_PROFILE, Profile, check_record, load_profile
+from healthcard_apdu.security import (
+    CardFactors,
+    KeySpec,
+    SecurityModule,
+    city_factor_from_region,
+)
+from healthcard_apdu.security.errors import SecurityModuleError
+from healthcard_apdu.security.session import SessionOps, external_auth_cryptogram
+from healthcard_apdu.transport.base import NoReaderError, Transport, TransportError
 from healthcard_apdu.transport.channel import Channel
 
 __all__ = ["PersoCardIssuer", "make_card_issuer"]
@@ -32,11 +64,93 @@ PKCS11_PIN_ENV = "HEALTHCARD_PKCS11_PIN"
 #: CREATE FILE with an invalid type byte: refused in every state, with 6985 only after END
 #: ISSUANCE (docs/cos.md §7), so it tells an issued card without changing anything.
 ISSUED_PROBE = CommandApdu(0x80, 0xE0, 0x00, 0x00, b"\x00", name="CREATE FILE probe (issued?)")
+#: WRITE KEY answers when the MF has no key file at all: nothing was written.
+_NO_KEY_FILE = frozenset({0x6A82, 0x6A88})
+
+
+class _LockedSession:
+    """A security-module session whose operations take the module's lock."""
+
+    def __init__(self, inner: SessionOps, lock: threading.RLock) -> None:
+        self._inner = inner
+        self._lock = lock
+
+    @property
+    def cipher(self) -> BlockCipher:
+        return self._inner.cipher
+
+    def encrypt(self, data: bytes) -> bytes:
+        with self._lock:
+            return self._inner.encrypt(data)
+
+    def mac(self, data: bytes, iv: bytes | None = None) -> bytes:
+        with self._lock:
+            return self._inner.mac(data, iv)
+
+
+class _SerializedSecurity(SecurityModule):
+    """One security module for many reader threads: every call holds one lock, card I/O
+    does not."""
+
+    def __init__(self, inner: SecurityModule) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._lock = threading.RLock()
+
+    @property
+    def algorithm(self) -> BlockCipher:
+        return self.inner.algorithm
+
+    def session(self, key: KeySpec, factors: CardFactors, challenge: bytes) -> SessionOps:
+        with self._lock:
+            return _LockedSession(self.inner.session(key, factors, challenge), self._lock)
+
+    def external_auth_data(self, key: KeySpec, factors: CardFactors, challenge: bytes,
+                           a: bytes) -> bytes:
+        with self._lock:
+            return self.inner.external_auth_data(key, factors, challenge, a)
+
+    def derive_card_key(self, key: KeySpec, factors: CardFactors) -> bytes:
+        with self._lock:
+            return self.inner.derive_card_key(key, factors)
+
+    def key_check_values(self) -> dict[str, str]:
+        with self._lock:
+            return self.inner.key_check_values()
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        with self._lock:
+            return self.inner.sign_digest(digest)
+
+    def certificate(self) -> bytes:
+        with self._lock:
+            return self.inner.certificate()
+
+    def sm3(self, data: bytes) -> bytes:
+        with self._lock:
+            return self.inner.sm3(data)
+
+    def close(self) -> None:
+        with self._lock:
+            self.inner.close()
+
+
+def _link_error(exc: PersoError) -> TransportError | None:
+    """The transport error behind a step that got no answer (card pulled or torn, reader
+    unplugged), as the batch runner classifies it; None for any other failure."""
+    cause = exc.__cause__
+    if not isinstance(exc, StepFailed) or exc.sw is not None:
+        return None
+    if isinstance(cause, NoReaderError):
+        return NoReaderError(str(exc))
+    if isinstance(cause, TransportError | OSError):
+        return TransportError(str(exc))
+    return None
 
 
 class PersoCardIssuer:
-    """Issues cards with one profile and one security module (one call at a time per
-    transport; the security module is shared under a lock)."""
+    """Issues cards with one profile and one security module; safe for one thread per
+    reader (one call at a time per transport; the security module is shared under a lock)."""
 
     def __init__(self, profile: Profile, security: SecurityModule) -> None:
         if security.algorithm is not profile.algorithm:
@@ -44,49 +158,143 @@ class PersoCardIssuer:
                 f"profile {profile.name} needs {profile.algorithm.name} keys, the key set "
                 f"holds {security.algorithm.name} keys")
         self.profile = profile
-        self.security = security
-        self._lock = threading.Lock()
-        kcvs = sorted(security.key_check_values().items())
+        self.security: SecurityModule = _SerializedSecurity(security)
+        kcvs = sorted(self.security.key_check_values().items())
         digest = hashlib.sha256(repr(kcvs).encode()).hexdigest()[:12].upper()
         self.keys_version = f"{security.algorithm.name}:{digest}"
 
+    def check_record(self, resident: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Why this profile cannot issue ``resident``: ``(field, reason)`` pairs, where field
+        is the item code or file key of the problem (empty when it can)."""
+        _card, problems = check_record(self.profile, resident)
+        out = []
+        for problem in problems:
+            parts = problem.path.split(".")
+            out.append((parts[-1] if len(parts) > 1 else problem.path, problem.message))
+        return out
+
     def inspect(self, transport: Transport) -> CardIdentity:
+        """Who the card is; for an issued card also its card number and, when its internal
+        key answers for this key set, the profile and key-set versions (no try counter is
+        touched: INTERNAL AUTHENTICATE)."""
         atr = transport.reset()
-        factor = card_factor_of(atr).hex().upper()
+        factor = card_factor_of(atr)
+        serial = factor.hex().upper()
         channel = Channel(transport)
         ddf1 = self.profile.df("DDF1") if any(d.name == "DDF1" for d in self.profile.dfs) else None
         if ddf1 is None or not channel.send(commands.select_fid(ddf1.fid)).ok:
-            return CardIdentity(factor, factor, issued=False)
+            return CardIdentity(serial, serial, issued=False)
         channel.send(commands.select_fid(0x3F00))
-        issued = channel.send(ISSUED_PROBE).sw == 0x6985
-        return CardIdentity(factor, factor, issued=issued,
-                            card_number=self._card_number(channel, ddf1.fid) if issued else None)
+        if channel.send(ISSUED_PROBE).sw != 0x6985:
+            return CardIdentity(serial, serial, issued=False)
+        channel.send(commands.select_fid(ddf1.fid))
+        number = self._issuer_item(channel, "KH")
+        ours = number is not None and self._holds_our_keys(channel, factor)
+        return CardIdentity(serial, serial, issued=True, card_number=number,
+                            profile_version=self.profile.name if ours else None,
+                            keys_version=self.keys_version if ours else None)
 
-    def _card_number(self, channel: Channel, ddf1: int) -> str | None:
-        kh = item("KH")
+    def _issuer_item(self, channel: Channel, code: str) -> str | None:
+        """An item of DDF1/EF05 read by tag (a free read; DDF1 must be current)."""
+        it = item(code)
         f = self.profile.file("DDF1/EF05")
         if f is None:
             return None
-        channel.send(commands.select_fid(ddf1))
-        read = CommandApdu(0x00, 0xB2, kh.tag or 0, (f.sfi << 3), le=256,
-                           name="READ RECORD KH by tag")
+        read = CommandApdu(0x00, 0xB2, it.tag or 0, (f.sfi << 3), le=256,
+                           name=f"READ RECORD {code} by tag")
         response = channel.send(read)
         if not response.ok:
             return None
         try:
-            value = decode_tlv(kh, response.data)
+            value = decode_tlv(it, response.data)
         except DecodeError:
             return None
         return str(value) or None
 
+    def _holds_our_keys(self, channel: Channel, factor: bytes) -> bool:
+        """INTERNAL AUTHENTICATE with the profile's DDF1 internal key gives the cryptogram
+        this key set expects (DDF1 must be current)."""
+        key = next((k for k in self.profile.keys if k.type == "internal" and k.df == "DDF1"),
+                   None)
+        if key is None:
+            return False
+        try:
+            city = None
+            if key.levels == 2:
+                region = self._issuer_item(channel, "YYCSDM")
+                city = city_factor_from_region(region or "")
+            challenge = os.urandom(8)
+            session = self.security.session(key.spec, CardFactors(factor, city), challenge)
+            expected = external_auth_cryptogram(session, RK_PLAIN)
+        except SecurityModuleError:
+            return False
+        data = challenge + RK_PLAIN + bytes((key.version,))
+        response = channel.send(commands.internal_authenticate(key.ref, data))
+        return response.ok and response.data == expected
+
     def issue(self, transport: Transport, resident: Mapping[str, Any]) -> IssueOutcome:
-        with self._lock:
+        try:
             personalize(transport, self.profile, resident, self.security)
+        except PersoError as exc:
+            lost = _link_error(exc)
+            if lost is not None:
+                raise lost from exc
+            raise
         return IssueOutcome(self.profile.name, self.keys_version)
 
     def erase(self, transport: Transport) -> None:
-        with self._lock:
-            erase_card(transport, self.profile, self.security)
+        try:
+            if erase_card(transport, self.profile, self.security):
+                return
+            self._erase_without_master_key(transport)
+        except PersoError as exc:
+            lost = _link_error(exc)
+            if lost is not None:
+                raise lost from exc
+            raise
+
+    def _erase_without_master_key(self, transport: Transport) -> None:
+        """The MF has no master key: the card is blank, or an issuance was torn between the
+        MF key file and its master key. Write the master key when there is a key file, then
+        erase; otherwise make sure no DF of the profile exists (ERASE DF when the MF's erase
+        right allows it)."""
+        master = self.profile.master_key("MF")
+        if master is None or master.levels != 1:
+            raise EraseRefused(f"profile {self.profile.name}: no MF master key diversified "
+                               "with the card factor alone; a card torn before its MF master "
+                               "key was written cannot be erased")
+        channel = Channel(transport, max_command_data=self.profile.card.max_command_data,
+                          max_response=self.profile.card.max_response)
+        factor = card_factor_of(transport.atr())
+        value = self.security.derive_card_key(master.spec, CardFactors(factor, None))
+        header = master.header()
+        name = f"MF: WRITE KEY {master.role} (erase of a torn issuance)"
+        write = dataclasses.replace(commands.write_key(0x01, master.kid, header + value),
+                                    name=name)
+        channel.send(commands.select_fid(0x3F00))
+        sw = channel.send(write, secret=[(len(header), len(header) + len(value))]).sw
+        if sw == 0x9000:
+            if not erase_card(transport, self.profile, self.security):
+                raise EraseRefused(f"card {factor.hex().upper()}: the MF master key was "
+                                   "written but the card still does not know it")
+            return
+        if sw not in _NO_KEY_FILE:
+            raise EraseRefused(f"card {factor.hex().upper()}: the MF has no master key and "
+                               f"{name} was refused with SW {sw:04X}; it cannot be erased")
+        present = self._dfs_under_mf(channel)
+        if not present:
+            return  # blank
+        # DFs but no MF key file: not this profile's work; erasable only if the MF allows it
+        channel.send(commands.select_fid(0x3F00))
+        sw = channel.send(commands.erase_df()).sw
+        if sw != 0x9000 or self._dfs_under_mf(channel):
+            raise EraseRefused(f"card {factor.hex().upper()}: {', '.join(present)} exist(s) but "
+                               f"the MF has no key file, and ERASE DF answered {sw:04X}; the "
+                               "card cannot be erased")
+
+    def _dfs_under_mf(self, channel: Channel) -> list[str]:
+        return [df.name for df in self.profile.dfs
+                if df.parent == "MF" and channel.send(commands.select_fid(df.fid)).ok]
 
 
 def _security(keys: str | None, profile: Profile) -> SecurityModule:
