@@ -7,7 +7,16 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from batch_support import valid_row, write_csv
+from batch_support import (
+    PERSO_PASSPHRASE,
+    PERSO_PROFILE,
+    perso_keyset,
+    perso_row,
+    save_perso_keys,
+    valid_row,
+    write_csv,
+    write_jsonl,
+)
 from healthcard_apdu.batch.journal import Journal
 from healthcard_apdu.cli.batch import batch
 
@@ -110,3 +119,20 @@ def test_void_and_recover_commands(tmp_path: Path) -> None:
     with Journal.open(journal_path) as journal:
         assert journal.counts("b")["queued"] == 2
         assert journal.is_void("ABCD")
+
+
+def test_run_with_the_default_issuer_and_the_shared_security_options(tmp_path: Path) -> None:
+    """The personalizer with ``--keys`` and a passphrase from the variable ``--passphrase-env``
+    names; the same options as ``personalize``."""
+    keys = save_perso_keys(tmp_path / "keys.json", perso_keyset())
+    path = write_jsonl(tmp_path / "people.jsonl", [perso_row(i) for i in range(2)])
+    args = ["run", str(path), "--sim", "1", "--profile", PERSO_PROFILE, "--keys", str(keys),
+            "--passphrase-env", "MY_BATCH_PASS", "--no-progress", "--json"]
+    result = CliRunner().invoke(batch, args, env={"MY_BATCH_PASS": PERSO_PASSPHRASE,
+                                                  "HEALTHCARD_KEYS_PASSPHRASE": ""},
+                                input="")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["counts"]["issued"] == 2
+    wrong = CliRunner().invoke(batch, args, env={"MY_BATCH_PASS": "wrong"})
+    assert wrong.exit_code == 4 and "wrong passphrase" in wrong.output
+    assert "wrong" not in wrong.output.replace("wrong passphrase", "")

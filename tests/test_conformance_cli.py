@@ -46,7 +46,7 @@ def test_list_shows_every_case_and_filters_by_group() -> None:
 
 def test_run_on_a_conforming_simulated_card_exits_0(files: dict[str, Path]) -> None:
     out = files["dir"] / "out"
-    code, output = _run("--sim", files["card"], "--profile", PROFILE, "--keys", files["keys"],
+    code, output = _run("--sim-card", files["card"], "--profile", PROFILE, "--keys", files["keys"],
                         "--report", out, "--group", "sm", "--group", "issuance")
     assert code == 0, output
     assert output.startswith("PASS")
@@ -68,7 +68,7 @@ def test_run_with_a_failing_case_exits_1_and_replays_to_1(files: dict[str, Path]
     broken = defective_card(load_image(files["card"]), Defect.READ_WITHOUT_AUTH).image
     save_image(broken, files["card"], durable=False)
     out = files["dir"] / "out"
-    code, output = _run("--sim", files["card"], "--profile", PROFILE, "--keys", files["keys"],
+    code, output = _run("--sim-card", files["card"], "--profile", PROFILE, "--keys", files["keys"],
                         "--report", out, "--case", "HC-ACC-04*", "--json")
     assert code == 1
     summary = json.loads(output)
@@ -84,7 +84,7 @@ def test_destructive_run_on_a_production_profile_is_refused(files: dict[str, Pat
     production = files["dir"] / "production.toml"
     production.write_text(text.replace("production = false", "production = true"))
     before = files["card"].read_bytes()
-    code, output = _run("--sim", files["card"], "--profile", production, "--keys",
+    code, output = _run("--sim-card", files["card"], "--profile", production, "--keys",
                         files["keys"], "--report", files["dir"] / "out", "--destructive")
     assert code == 2
     assert "production" in output
@@ -92,14 +92,21 @@ def test_destructive_run_on_a_production_profile_is_refused(files: dict[str, Pat
     assert not (files["dir"] / "out").exists()
 
 
+def test_the_former_sim_option_still_runs(files: dict[str, Path]) -> None:
+    code, output = _run("--sim", files["card"], "--profile", PROFILE, "--keys", files["keys"],
+                        "--report", files["dir"] / "out", "--group", "issuance", "--json")
+    assert code == 0, output
+    assert json.loads(output)["summary"]["passed"] == 5
+
+
 @pytest.mark.parametrize(
     "args",
     [
         ["--profile", PROFILE],  # no target
-        ["--reader", "0", "--sim", "card.json", "--profile", PROFILE],
-        ["--sim", "card.json"],  # no profile
-        ["--sim", "card.json", "--profile", PROFILE, "--case", "HC-NOPE-1"],
-        ["--sim", "card.json", "--profile", PROFILE, "--seed", "xyz"],
+        ["--reader", "0", "--sim-card", "card.json", "--profile", PROFILE],
+        ["--sim-card", "card.json"],  # no profile
+        ["--sim-card", "card.json", "--profile", PROFILE, "--case", "HC-NOPE-1"],
+        ["--sim-card", "card.json", "--profile", PROFILE, "--seed", "xyz"],
     ],
 )
 def test_bad_options_exit_2(files: dict[str, Path], args: list[str]) -> None:
@@ -110,7 +117,7 @@ def test_bad_options_exit_2(files: dict[str, Path], args: list[str]) -> None:
 
 def test_unreadable_key_file_exits_4(files: dict[str, Path]) -> None:
     files["keys"].write_text("not json")
-    code, output = _run("--sim", files["card"], "--profile", PROFILE, "--keys", files["keys"],
+    code, output = _run("--sim-card", files["card"], "--profile", PROFILE, "--keys", files["keys"],
                         "--report", files["dir"] / "out")
     assert code == 4, output
 

@@ -2,100 +2,53 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import random
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from healthcard_apdu.app.batch import (
+    DEFAULT_ISSUER,
+    SimCardStore,
+    default_sim_pool,
+    open_issuer,
+    reader_slots,
+    tear_faults,
+)
+from healthcard_apdu.app.batch import load_issuer as _load_issuer
 from healthcard_apdu.batch.errors import BatchError
 from healthcard_apdu.batch.input import Format
 from healthcard_apdu.batch.issuer import CardIssuer
 from healthcard_apdu.batch.journal import Journal, default_journal_path, is_postgres_target
 from healthcard_apdu.batch.runner import (
     BatchRunner,
+    RunSummary,
     default_batch_name,
     default_station,
     validate_file,
 )
-from healthcard_apdu.batch.slots import (
-    CardPool,
-    Insertion,
-    PcscReaderSlot,
-    ReaderSlot,
-    SimReaderSlot,
+from healthcard_apdu.batch.slots import ReaderSlot
+from healthcard_apdu.batch.validate import ValidationReport
+from healthcard_apdu.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    emit,
+    exit_on_errors,
+    fail,
 )
-from healthcard_apdu.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, fail
-from healthcard_apdu.transport.inprocess import CardLike
+from healthcard_apdu.cli.options import pop_security_options, security_options
 
-#: Factory ``(profile, keys) -> CardIssuer`` used when ``--issuer`` is not given; the
-#: personalization layer provides it.
-DEFAULT_ISSUER = "healthcard_apdu.perso.batch_issuer:make_card_issuer"
+__all__ = ["DEFAULT_ISSUER", "SimCardStore", "batch", "load_issuer", "tear_faults"]
+
 EXIT_INTERRUPTED = 130
 
 
-class SimCardStore:
-    """Adapts the simulator's SimCard image files to the batch :class:`CardStore`."""
-
-    def __init__(self, baud: int = 0) -> None:
-        self.baud = baud
-
-    def _latency(self) -> Any:
-        if not self.baud:
-            return None
-        from healthcard_apdu.sim.faults import LatencyModel
-
-        return LatencyModel(baud=self.baud, sleep=True)
-
-    def create(self, path: Path, number: int) -> CardLike:
-        from healthcard_apdu.sim.card import SimCard
-
-        return SimCard.blank(os.urandom(8), path=path, durable=False)
-
-    def load(self, path: Path) -> CardLike:
-        from healthcard_apdu.sim.card import SimCard
-
-        return SimCard.open(path, durable=False, latency=self._latency())
-
-    def save(self, card: CardLike, path: Path) -> None:
-        """A SimCard with a path writes its image after every writing command."""
-
-
-def tear_faults(rate: float, seed: int, first: int = 5, last: int = 40
-                ) -> Callable[[CardLike, Insertion], None]:
-    """Fault hook: a power loss at a random APDU on ``rate`` of the cards' first insertion."""
-
-    def hook(card: CardLike, insertion: Insertion) -> None:
-        from healthcard_apdu.sim.faults import FaultPlan
-
-        if insertion.count != 1:
-            return
-        rng = random.Random(seed * 1_000_003 + insertion.number)
-        if rng.random() < rate and hasattr(card, "faults"):
-            card.faults = FaultPlan(tear_at=rng.randint(first, last))
-
-    return hook
-
-
 def load_issuer(spec: str, profile: str | None, keys: str | None) -> CardIssuer:
-    """Import ``module:factory`` and call it with the profile and key paths."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise click.BadParameter(f"{spec!r} is not MODULE:FACTORY", param_hint="--issuer")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise click.BadParameter(
-            f"cannot load issuer factory {spec!r}: {exc}", param_hint="--issuer"
-        ) from exc
-    issuer = factory(profile, keys)
-    if not isinstance(issuer, CardIssuer):
-        raise click.BadParameter(f"{spec!r} did not return a CardIssuer", param_hint="--issuer")
-    return issuer
+    """Import ``module:factory`` and call it with the profile and the keys string
+    (``app.batch.load_issuer``; kept here for scripts that import it from the CLI)."""
+    return _load_issuer(spec, profile, keys)
 
 
 def _journal_target(journal: str | None, residents: str | None) -> str:
@@ -113,8 +66,8 @@ def batch() -> None:
 
 @batch.command("run")
 @click.argument("residents", type=click.Path(exists=True, dir_okay=False))
-@click.option("--profile", help="Issuance profile (passed to the issuer).")
-@click.option("--keys", help="Key set / SAM configuration (passed to the issuer).")
+@click.option("--profile", help="Issuance profile (built-in name or TOML file).")
+@security_options
 @click.option("--reader", "readers", multiple=True, help="PC/SC reader (repeatable).")
 @click.option("--sim", "sim_readers", type=click.IntRange(0, 64), default=0,
               help="Use N simulated readers instead of PC/SC.")
@@ -129,7 +82,8 @@ def batch() -> None:
                                                                 "report (JSON) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--issuer", "issuer_spec", default=DEFAULT_ISSUER, show_default=True,
-              help="MODULE:FACTORY returning a CardIssuer.")
+              help="MODULE:FACTORY returning a CardIssuer. Another factory than the default "
+                   "is called with the profile and the --keys path (or pkcs11:LABEL).")
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Attempts per row before a failed row is no longer retried.")
 @click.option("--idle-timeout", type=float, default=600.0, show_default=True,
@@ -145,16 +99,21 @@ def batch() -> None:
               help="Fraction of simulated cards torn during their first insertion.")
 @click.option("--sim-seed", type=int, default=1, help="Seed of the simulated faults.")
 @click.option("--progress/--no-progress", default=True, help="Live progress on stderr.")
-def run_command(residents: str, profile: str | None, keys: str | None, readers: tuple[str, ...],
+def run_command(residents: str, profile: str | None, readers: tuple[str, ...],
                 sim_readers: int, journal: str | None, batch_name: str | None,
                 station: str | None, encoding: str | None, fmt: str | None,
                 validate_only: bool, report: str | None, as_json: bool, issuer_spec: str,
                 max_attempts: int, idle_timeout: float, reader_grace: float,
                 sim_pool: str | None, sim_latency: int, sim_tear_rate: float, sim_seed: int,
-                progress: bool) -> None:
-    """Validate RESIDENTS, load it into the journal and issue it on the readers."""
+                progress: bool, **security: Any) -> None:
+    """Validate RESIDENTS, load it into the journal and issue it on the readers.
+
+    The default issuer personalizes with --profile and one security module (--keys or
+    --pkcs11-token; a PSAM cannot personalize).
+    """
     file_format: Format | None = "csv" if fmt == "csv" else "jsonl" if fmt == "jsonl" else None
     target = _journal_target(journal, residents)
+    security_choice = pop_security_options(security)
     try:
         if validate_only:
             existing = is_postgres_target(target) or Path(target).exists()
@@ -169,33 +128,22 @@ def run_command(residents: str, profile: str | None, keys: str | None, readers: 
             raise click.UsageError("give --reader (repeatable) or --sim N")
         if readers and sim_readers:
             raise click.UsageError("--reader and --sim exclude each other")
-        issuer = load_issuer(issuer_spec, profile, keys)
         name = batch_name or default_batch_name(residents)
-        slots: list[ReaderSlot]
-        if sim_readers:
-            pool_dir = Path(sim_pool) if sim_pool else _default_pool(target, residents, name)
-            hook = tear_faults(sim_tear_rate, sim_seed) if sim_tear_rate else None
-            pool = CardPool(pool_dir, SimCardStore(sim_latency), fault_hook=hook)
-            slots = [SimReaderSlot(f"sim{i + 1}", pool) for i in range(sim_readers)]
-        else:
-            slots = [PcscReaderSlot(reader) for reader in readers]
-        with Journal.open(target) as jnl:
-            runner = BatchRunner(
-                jnl, issuer, slots, station=station or default_station(),
-                max_attempts=max_attempts,
-                idle_timeout=None if sim_readers else idle_timeout,
-                reader_grace=reader_grace if not sim_readers else 0.0,
-                progress=sys.stderr if progress else None,
-            )
-            with runner:
-                _, validation = runner.load(residents, batch=name, encoding=encoding,
-                                            fmt=file_format)
-                if report:
-                    validation.write(report)
-                if progress and validation.invalid:
-                    for line in validation.lines(limit=20):
-                        click.echo(line, err=True)
-                summary = runner.run(name)
+        with exit_on_errors(((BatchError, EXIT_USAGE),)), \
+                open_issuer(issuer_spec, profile, security_choice) as opened:
+            pool_dir = None
+            if sim_readers:
+                pool_dir = Path(sim_pool) if sim_pool else default_sim_pool(target, residents,
+                                                                             name)
+            slots = reader_slots(readers, sim_readers, pool_dir=pool_dir,
+                                 sim_latency=sim_latency, tear_rate=sim_tear_rate,
+                                 seed=sim_seed)
+            summary, validation = _run(opened.issuer, slots, target, name, residents,
+                                       station=station, max_attempts=max_attempts,
+                                       idle_timeout=None if sim_readers else idle_timeout,
+                                       reader_grace=reader_grace if not sim_readers else 0.0,
+                                       progress=progress, encoding=encoding, fmt=file_format,
+                                       report=report)
         if as_json:
             emit(summary.to_dict() | {"validation": validation.to_dict()
                                       | {"issues": len(validation.issues)}}, True)
@@ -209,10 +157,25 @@ def run_command(residents: str, profile: str | None, keys: str | None, readers: 
              EXIT_INTERRUPTED)
 
 
-def _default_pool(target: str, residents: str, batch_name: str) -> Path:
-    if is_postgres_target(target):
-        return Path(residents).with_name(f"{batch_name}.simcards")
-    return Path(target).with_name(f"{batch_name}.simcards")
+def _run(issuer: CardIssuer, slots: list[ReaderSlot], target: str, name: str, residents: str,
+         *, station: str | None, max_attempts: int, idle_timeout: float | None,
+         reader_grace: float, progress: bool, encoding: str | None, fmt: Format | None,
+         report: str | None) -> tuple[RunSummary, ValidationReport]:
+    """Load the file into the journal and issue it; the summary and the validation result."""
+    with Journal.open(target) as jnl:
+        runner = BatchRunner(
+            jnl, issuer, slots, station=station or default_station(),
+            max_attempts=max_attempts, idle_timeout=idle_timeout, reader_grace=reader_grace,
+            progress=sys.stderr if progress else None,
+        )
+        with runner:
+            _, validation = runner.load(residents, batch=name, encoding=encoding, fmt=fmt)
+            if report:
+                validation.write(report)
+            if progress and validation.invalid:
+                for line in validation.lines(limit=20):
+                    click.echo(line, err=True)
+            return runner.run(name), validation
 
 
 class _maybe_journal:

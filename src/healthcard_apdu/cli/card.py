@@ -1,23 +1,21 @@
 """``healthcard read`` / ``healthcard write``: the card's files as a table or JSON, and back.
 
-The commands only parse options and print; connecting is ``app.connect.open_card`` and the
-documents are ``card.document``. Passphrases and PINs come from environment variables or a
-hidden prompt, never from the command line.
+The commands only parse options and print; connecting is ``app.connect.connect`` (options:
+``cli.options``) and the documents are ``card.document``. Passphrases and PINs come from
+environment variables or a hidden prompt, never from the command line.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 
-from healthcard_apdu.apdu.errors import HealthCardError, SecurityError
-from healthcard_apdu.app.connect import CardConnection, open_card
+from healthcard_apdu.app.connect import CardConnection, connect
 from healthcard_apdu.card.document import (
     KeysBy,
     content_json,
@@ -25,134 +23,35 @@ from healthcard_apdu.card.document import (
     read_selection,
     write_document,
 )
-from healthcard_apdu.card.errors import ConnectOptionsError, NotWritable, SignatureInvalid
-from healthcard_apdu.cli.common import (
-    EXIT_CARD,
-    EXIT_FAILED,
-    EXIT_SECURITY,
-    EXIT_USAGE,
-    emit,
-    fail,
+from healthcard_apdu.cli.common import EXIT_USAGE, die, emit, exit_on_errors
+from healthcard_apdu.cli.options import (
+    card_options,
+    pop_card_options,
+    pop_security_options,
+    security_options,
+    trace_option,
 )
-from healthcard_apdu.model import DecodeError, ModelError
-from healthcard_apdu.security.errors import SecurityModuleError
 from healthcard_apdu.transport.trace import Tracer
 
 __all__ = ["read_command", "write_command"]
 
-PASSPHRASE_ENV = "HEALTHCARD_KEYS_PASSPHRASE"
-SAM_PIN_ENV = "HEALTHCARD_SAM_PIN"
 _SIGN_MODES = {"auto": None, "always": True, "never": False}
 
-C = TypeVar("C", bound=Callable[..., Any])
 
-
-def _die(message: str, code: int) -> NoReturn:
-    fail(message, code)
-    raise SystemExit(code)  # fail() exits; this keeps type checkers informed
-
-
-def _connection_options(command: C) -> C:
-    options = [
-        click.option(
-            "--reader",
-            metavar="NAME",
-            help="PC/SC reader of the user card (name, "
-            "unique part of it, or index); default: the first reader with a card.",
-        ),
-        click.option(
-            "--sim-card",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            metavar="IMAGE",
-            help="Simulated user card image (in-process).",
-        ),
-        click.option("--sam-reader", metavar="NAME", help="PC/SC reader holding the PSAM."),
-        click.option(
-            "--keys",
-            "key_file",
-            metavar="KEYFILE",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="Software security module: an encrypted key file.",
-        ),
-        click.option(
-            "--sim-sam",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            metavar="SAMKEYFILE",
-            help="Simulated PSAM key file (in-process).",
-        ),
-        click.option(
-            "--passphrase-env",
-            default=PASSPHRASE_ENV,
-            show_default=True,
-            help="Environment variable with the key-file passphrase (else a prompt).",
-        ),
-        click.option(
-            "--sam-pin-env",
-            default=SAM_PIN_ENV,
-            show_default=True,
-            help="Environment variable with the PSAM PIN (else a prompt).",
-        ),
-        click.option(
-            "--trace",
-            "trace_file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Write a JSONL APDU trace (secrets masked).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _secret(env: str, prompt: str) -> Callable[[], str]:
-    def ask() -> str:
-        value = os.environ.get(env)
-        if value:
-            return value
-        entered: str = click.prompt(prompt, hide_input=True, err=True)
-        return entered
-
-    return ask
-
-
-def _reader(value: str | None) -> str | int | None:
-    return int(value) if value is not None and value.isdigit() else value
+def _connection_options(command: Any) -> Any:
+    return card_options(security_options(trace_option(command)))
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Library errors -> message on stderr and the documented exit code."""
-    try:
-        yield
-    except SignatureInvalid as exc:
-        _die(str(exc), EXIT_FAILED)
-    except DecodeError as exc:  # bytes on the card, not the user's input
-        _die(str(exc), EXIT_CARD)
-    except (ConnectOptionsError, NotWritable, ModelError) as exc:
-        _die(str(exc), EXIT_USAGE)
-    except (SecurityError, SecurityModuleError) as exc:
-        _die(str(exc), EXIT_SECURITY)
-    except HealthCardError as exc:
-        _die(str(exc), EXIT_CARD)
-
-
-@contextmanager
-def _connect(stack: ExitStack, options: dict[str, Any]) -> Iterator[CardConnection]:
-    trace_file: Path | None = options.pop("trace_file")
-    tracer = stack.enter_context(Tracer(trace_file)) if trace_file is not None else None
-    connection = open_card(
-        reader=_reader(options["reader"]),
-        sim_card=options["sim_card"],
-        sam_reader=_reader(options["sam_reader"]),
-        keys=options["key_file"],
-        sim_sam=options["sim_sam"],
-        passphrase=_secret(options["passphrase_env"], "Key-file passphrase"),
-        sam_pin=_secret(options["sam_pin_env"], "PSAM PIN"),
-        trace=tracer,
-        verify_signatures=not options.get("no_verify", False),
-    )
-    with connection:
-        yield connection
+def _connect(options: dict[str, Any], *, verify: bool = True) -> Iterator[CardConnection]:
+    """The card and security module the options name; library errors -> exit codes."""
+    card = pop_card_options(options)
+    security = pop_security_options(options)
+    trace_file: Path | None = options.pop("trace")
+    with exit_on_errors(), ExitStack() as stack:
+        tracer = stack.enter_context(Tracer(trace_file)) if trace_file is not None else None
+        with connect(card, security, trace=tracer, verify_signatures=verify) as connection:
+            yield connection
 
 
 @click.command("read")
@@ -185,8 +84,7 @@ def read_command(
 ) -> None:
     """Read the card (or chosen files); a table of item code, name and value by default."""
     keys: KeysBy = "code" if keys_by == "code" else "name"
-    options["no_verify"] = no_verify
-    with _errors(), ExitStack() as stack, _connect(stack, options) as connection:
+    with _connect(options, verify=not no_verify) as connection:
         selection = read_selection(connection.card, files or None)
         if as_json:
             document = {s.key(keys): content_json(c, keys) for s, c in selection}
@@ -229,8 +127,8 @@ def write_command(
     try:
         document = json.loads(data_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        _die(f"{data_file}: not a readable JSON document ({exc})", EXIT_USAGE)
-    with _errors(), ExitStack() as stack, _connect(stack, options) as connection:
+        die(f"{data_file}: not a readable JSON document ({exc})", EXIT_USAGE)
+    with _connect(options) as connection:
         results = write_document(connection.card, document, files or None, sign=_SIGN_MODES[sign])
         rows = [{"file": r.file, "action": r.action, "note": r.note} for r in results]
         emit(rows, as_json, columns=("file", "action", "note"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 import unicodedata
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import click
 
@@ -21,14 +22,43 @@ EXIT_SECURITY = 4  # authentication or key error
 def exit_code_for(error: BaseException) -> int:
     """The documented exit code for a library error."""
     from healthcard_apdu.apdu.errors import SecurityError
-    from healthcard_apdu.model.errors import ModelError
+    from healthcard_apdu.card.errors import ConnectOptionsError, NotWritable, SignatureInvalid
+    from healthcard_apdu.model.errors import DecodeError, ModelError
+    from healthcard_apdu.perso.errors import (
+        AuthenticationRefused,
+        ProfileError,
+        SecurityModuleUnsuitable,
+    )
     from healthcard_apdu.security.errors import SecurityModuleError
 
-    if isinstance(error, SecurityError | SecurityModuleError):
-        return EXIT_SECURITY
-    if isinstance(error, ModelError):
+    if isinstance(error, SignatureInvalid):
+        return EXIT_FAILED
+    if isinstance(error, DecodeError):  # bytes on the card, not the user's input
+        return EXIT_CARD
+    if isinstance(error, ConnectOptionsError | NotWritable | ProfileError | ModelError):
         return EXIT_USAGE
+    if isinstance(
+        error,
+        SecurityError | SecurityModuleError | SecurityModuleUnsuitable | AuthenticationRefused,
+    ):
+        return EXIT_SECURITY
     return EXIT_CARD
+
+
+ErrorCodes = Sequence[tuple[type[BaseException] | tuple[type[BaseException], ...], int]]
+
+
+@contextmanager
+def exit_on_errors(overrides: ErrorCodes = ()) -> Iterator[None]:
+    """Library errors -> one line on stderr and the documented exit code (:func:`exit_code_for`;
+    ``overrides`` first, as ``(error types, code)`` pairs). Messages carry no secrets."""
+    from healthcard_apdu.apdu.errors import HealthCardError
+
+    try:
+        yield
+    except HealthCardError as exc:
+        code = next((c for types, c in overrides if isinstance(exc, types)), None)
+        die(str(exc), exit_code_for(exc) if code is None else code)
 
 
 def emit(value: Any, as_json: bool, *, columns: Sequence[str] | None = None) -> None:
@@ -70,3 +100,9 @@ def fail(message: str, code: int) -> None:
     """Print an error to stderr and exit with ``code``."""
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def die(message: str, code: int) -> NoReturn:
+    """:func:`fail`, typed as never returning."""
+    fail(message, code)
+    raise SystemExit(code)  # fail() exits; this keeps type checkers informed

@@ -16,7 +16,9 @@ from typing import Any, NoReturn
 
 import click
 
+from healthcard_apdu.app.connect import env_secret
 from healthcard_apdu.cli.common import EXIT_SECURITY, EXIT_USAGE, emit, fail
+from healthcard_apdu.cli.options import hidden_prompt, passphrase_env_option, pkcs11_options
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.security.errors import SecurityModuleError
 from healthcard_apdu.security.keyset import (
@@ -27,8 +29,6 @@ from healthcard_apdu.security.keyset import (
 )
 from healthcard_apdu.security.keyspec import DEFAULT_ROLES, STANDARD_KEY_SPECS
 
-PASSPHRASE_ENV = "HEALTHCARD_KEYS_PASSPHRASE"
-PKCS11_PIN_ENV = "HEALTHCARD_PKCS11_PIN"
 _ALGORITHMS = {"sm4": BlockCipher.SM4, "3des": BlockCipher.TDES}
 
 
@@ -52,14 +52,6 @@ def _passphrase(env: str, *, confirm: bool) -> str:
     entered: str = click.prompt(
         "Key-file passphrase", hide_input=True, confirmation_prompt=confirm, err=True
     )
-    return entered
-
-
-def _pkcs11_pin(env: str) -> str:
-    value = os.environ.get(env)
-    if value:
-        return value
-    entered: str = click.prompt("PKCS#11 user PIN", hide_input=True, err=True)
     return entered
 
 
@@ -96,42 +88,17 @@ def _load_source(source: Path, passphrase_env: str) -> KeySet:
     return KeySet.from_plain_dict(document, str(source))
 
 
-passphrase_option = click.option(
-    "--passphrase-env",
-    default=PASSPHRASE_ENV,
-    show_default=True,
-    metavar="VAR",
-    help="Environment variable holding the key-file passphrase (else a hidden prompt).",
-)
-pkcs11_options = [
-    click.option("--pkcs11-token", metavar="LABEL", help="PKCS#11 token label (HSM backend)."),
-    click.option(
-        "--pkcs11-module",
-        default=None,
-        metavar="PATH",
-        help="PKCS#11 library (default: SoftHSM2's libsofthsm2.so).",
-    ),
-    click.option(
-        "--pkcs11-pin-env",
-        default=PKCS11_PIN_ENV,
-        show_default=True,
-        metavar="VAR",
-        help="Environment variable holding the token's user PIN (else a hidden prompt).",
-    ),
-]
-
-
-def _with_pkcs11(func: Any) -> Any:
-    for option in reversed(pkcs11_options):
-        func = option(func)
-    return func
+passphrase_option = passphrase_env_option
+_with_pkcs11 = pkcs11_options
 
 
 def _open_token(label: str, module_path: str | None, pin_env: str) -> Any:
     from healthcard_apdu.security.pkcs11 import DEFAULT_PKCS11_MODULE, Pkcs11SecurityModule
 
     return Pkcs11SecurityModule(
-        label, _pkcs11_pin(pin_env), module_path=module_path or DEFAULT_PKCS11_MODULE
+        label,
+        env_secret(pin_env, "PKCS#11 user PIN", hidden_prompt)(),
+        module_path=module_path or DEFAULT_PKCS11_MODULE,
     )
 
 

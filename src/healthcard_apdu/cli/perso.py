@@ -9,75 +9,59 @@ the reader is opened. Exit codes: docs/cli.md.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from healthcard_apdu.apdu.errors import CardError, HealthCardError
+from healthcard_apdu.apdu.errors import CardError
+from healthcard_apdu.app.connect import (
+    CardOptions,
+    SecurityOptions,
+    check_card_options,
+    open_card_link,
+    open_security,
+)
 from healthcard_apdu.cli.common import (
     EXIT_CARD,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_SECURITY,
     EXIT_USAGE,
+    die,
     emit,
-    fail,
+    exit_on_errors,
+)
+from healthcard_apdu.cli.options import (
+    card_options,
+    pop_card_options,
+    pop_security_options,
+    security_options,
+    trace_option,
 )
 from healthcard_apdu.model import CardData
 from healthcard_apdu.perso.errors import (
     AuthenticationRefused,
-    CardNotBlank,
-    EraseRefused,
     PersoError,
     ProfileError,
     SecurityModuleUnsuitable,
-    StepFailed,
 )
 from healthcard_apdu.perso.profile import DEFAULT_PROFILE, Profile, check_record, load_profile
 from healthcard_apdu.security import SecurityModule
-from healthcard_apdu.security.errors import SecurityModuleError
-from healthcard_apdu.transport.base import Transport, TransportError
+from healthcard_apdu.transport.base import Transport
+from healthcard_apdu.transport.trace import Tracer
 
 __all__ = ["personalize_command", "verify_command"]
 
-PASSPHRASE_ENV = "HEALTHCARD_KEYS_PASSPHRASE"
-PKCS11_PIN_ENV = "HEALTHCARD_PKCS11_PIN"
-SAM_PIN_ENV = "HEALTHCARD_SAM_PIN"
-
-
-def _die(message: str, code: int) -> NoReturn:
-    fail(message, code)
-    raise SystemExit(code)  # fail() exits; this keeps type checkers informed
-
-
-def _secret(env: str, prompt: str) -> str:
-    value = os.environ.get(env)
-    if value:
-        return value
-    entered: str = click.prompt(prompt, hide_input=True, err=True)
-    return entered
-
-
-@contextmanager
-def _exit_codes() -> Iterator[None]:
-    """Map library errors to the documented exit codes (messages carry no secrets)."""
-    try:
-        yield
-    except ProfileError as exc:
-        _die(str(exc), EXIT_USAGE)
-    except (AuthenticationRefused, SecurityModuleUnsuitable, SecurityModuleError) as exc:
-        _die(str(exc), EXIT_SECURITY)
-    except (CardNotBlank, EraseRefused, StepFailed, TransportError, CardError) as exc:
-        _die(str(exc), EXIT_CARD)
-    except PersoError as exc:
-        _die(str(exc), EXIT_CARD)
-    except HealthCardError as exc:
-        _die(str(exc), EXIT_CARD)
+#: perso's reading of the exit codes (docs/cli.md): a card's refusal during a step is a card
+#: error (3), a refused EXTERNAL AUTHENTICATE or an unsuitable module a security error (4).
+_EXIT_CODES = (
+    (ProfileError, EXIT_USAGE),
+    ((AuthenticationRefused, SecurityModuleUnsuitable), EXIT_SECURITY),
+    ((CardError, PersoError), EXIT_CARD),
+)
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -88,108 +72,48 @@ def _load_inputs(profile_name: str, data: Path) -> tuple[Profile, CardData]:
     try:
         document = json.loads(data.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        _die(f"{data}: not a readable JSON record ({exc.__class__.__name__}: {exc})", EXIT_USAGE)
+        die(f"{data}: not a readable JSON record ({exc.__class__.__name__}: {exc})", EXIT_USAGE)
     if not isinstance(document, dict):
-        _die(f"{data}: the record must be a JSON object", EXIT_USAGE)
+        die(f"{data}: the record must be a JSON object", EXIT_USAGE)
     card, problems = check_record(profile, document)
     if card is None:
         raise ProfileError(str(data), problems)
     return profile, card
 
 
-def _open_security(stack: ExitStack, profile: Profile, opts: dict[str, Any]) -> SecurityModule:
-    """The security module chosen on the command line (closed with ``stack``)."""
-    module: SecurityModule
-    chosen = [name for name in ("keys", "pkcs11_token", "sam_reader") if opts.get(name)]
-    if len(chosen) != 1:
-        _die("give exactly one of --keys, --pkcs11-token, --sam-reader", EXIT_USAGE)
-    if opts.get("keys"):
-        from healthcard_apdu.security import SoftwareSecurityModule
-
-        passphrase = _secret(opts["passphrase_env"], "Key-file passphrase")
-        module = SoftwareSecurityModule.from_file(opts["keys"], passphrase)
-    elif opts.get("pkcs11_token"):
-        from healthcard_apdu.security.pkcs11 import DEFAULT_PKCS11_MODULE, Pkcs11SecurityModule
-
-        pin = _secret(opts["pkcs11_pin_env"], "PKCS#11 user PIN")
-        module = Pkcs11SecurityModule(
-            opts["pkcs11_token"], pin, module_path=opts.get("pkcs11_module") or
-            DEFAULT_PKCS11_MODULE, algorithm=profile.algorithm)
-    else:
-        from healthcard_apdu.security.psam import PsamSecurityModule
-        from healthcard_apdu.transport.channel import Channel
-        from healthcard_apdu.transport.pcsc import PcscTransport
-
-        if opts.get("personalizing"):
-            raise SecurityModuleUnsuitable(
-                "a PSAM cannot derive card keys, which WRITE KEY needs; personalize with "
-                "--keys or --pkcs11-token")
-        sam = stack.enter_context(PcscTransport(_reader(opts["sam_reader"])))
-        pin = _secret(opts["sam_pin_env"], "SAM PIN")
-        module = PsamSecurityModule(Channel(sam), pin=pin, algorithm=profile.algorithm)
-    stack.callback(module.close)
-    return module
+def _security(stack: ExitStack, options: SecurityOptions, profile: Profile,
+              *, issuing: bool) -> SecurityModule:
+    """The security module the options choose (closed with ``stack``); a PSAM is refused
+    for personalization before anything is opened."""
+    opened = open_security(options, algorithm=profile.algorithm, issuing=issuing)
+    return stack.enter_context(opened).module
 
 
-def _reader(value: str) -> str | int:
-    return int(value) if value.isdigit() else value
+def _card(stack: ExitStack, options: CardOptions) -> Transport:
+    return stack.enter_context(open_card_link(options, required=True)).transport
 
 
-def _open_card(stack: ExitStack, reader: str | None, sim_card: Path | None) -> Transport:
-    if (reader is None) == (sim_card is None):
-        _die("give exactly one of --reader, --sim-card", EXIT_USAGE)
-    if sim_card is not None:
-        from healthcard_apdu.sim import SimCard
-        from healthcard_apdu.transport import InProcessTransport
-
-        card = SimCard.open(sim_card)
-        return stack.enter_context(InProcessTransport(card, name=f"sim:{sim_card}"))
-    from healthcard_apdu.transport.pcsc import PcscTransport
-
-    assert reader is not None
-    return stack.enter_context(PcscTransport(_reader(reader)))
-
-
-def _tracer(stack: ExitStack, trace: Path | None) -> Any:
-    if trace is None:
-        return None
-    from healthcard_apdu.transport.trace import Tracer
-
-    return stack.enter_context(Tracer(trace))
+def _tracer(stack: ExitStack, trace: Path | None) -> Tracer | None:
+    return None if trace is None else stack.enter_context(Tracer(trace))
 
 
 # --- options --------------------------------------------------------------------------------
 
-_common = [
-    click.option("--reader", metavar="NAME", help="PC/SC reader (name, unique part or index)."),
-    click.option("--sim-card", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="A simulated card image (in process, no reader)."),
+_inputs = [
     click.option("--profile", "profile_name", default=DEFAULT_PROFILE, show_default=True,
                  metavar="NAME|PATH", help="Issuance profile (built-in name or TOML file)."),
     click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                  required=True, help="Resident record (model JSON, names or codes)."),
-    click.option("--keys", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="Encrypted key file (software security module)."),
-    click.option("--passphrase-env", default=PASSPHRASE_ENV, show_default=True, metavar="VAR",
-                 help="Variable holding the key-file passphrase (else a hidden prompt)."),
-    click.option("--pkcs11-token", metavar="LABEL", help="PKCS#11 token with the master keys."),
-    click.option("--pkcs11-module", metavar="PATH",
-                 help="PKCS#11 library (default: SoftHSM2)."),
-    click.option("--pkcs11-pin-env", default=PKCS11_PIN_ENV, show_default=True, metavar="VAR",
-                 help="Variable holding the token's user PIN (else a hidden prompt)."),
-    click.option("--sam-reader", metavar="NAME", help="PSAM in this PC/SC reader."),
-    click.option("--sam-pin-env", default=SAM_PIN_ENV, show_default=True, metavar="VAR",
-                 help="Variable holding the SAM PIN (else a hidden prompt)."),
-    click.option("--trace", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Write a JSONL APDU trace (secrets masked)."),
-    click.option("--json", "as_json", is_flag=True, help="Print JSON."),
 ]
 
 
 def _with_common(func: Any) -> Any:
-    for option in reversed(_common):
+    func = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+    func = trace_option(func)
+    func = security_options(func)
+    for option in reversed(_inputs):
         func = option(func)
-    return func
+    return card_options(func)
 
 
 @click.command("personalize")
@@ -203,18 +127,21 @@ def _with_common(func: Any) -> Any:
               help="With --dry-run: the card factor (16 hex digits) instead of a card's ATR.")
 def personalize_command(**opts: Any) -> None:
     """Personalize a blank card from a profile, a resident record and master keys."""
-    with _exit_codes(), ExitStack() as stack:
+    card_target = pop_card_options(opts)
+    security = pop_security_options(opts)
+    with exit_on_errors(_EXIT_CODES), ExitStack() as stack:
+        if not opts["dry_run"] and (opts["out"] or opts["card_factor"]):
+            die("--out and --card-factor go with --dry-run", EXIT_USAGE)
+        check_card_options(card_target, required=not opts["dry_run"])
+        security.backend()
         profile, card = _load_inputs(opts["profile_name"], opts["data"])
-        opts["personalizing"] = True
-        security = _open_security(stack, profile, opts)
+        module = _security(stack, security, profile, issuing=True)
         if opts["dry_run"]:
-            _dry_run(stack, profile, card, security, opts)
+            _dry_run(stack, profile, card, module, card_target, opts)
             return
-        if opts["out"] or opts["card_factor"]:
-            _die("--out and --card-factor go with --dry-run", EXIT_USAGE)
         from healthcard_apdu.perso.execute import Progress, personalize
 
-        transport = _open_card(stack, opts["reader"], opts["sim_card"])
+        transport = _card(stack, card_target)
         tracer = _tracer(stack, opts["trace"])
         progress: Progress | None = None
         if not opts["as_json"] and sys.stderr.isatty():
@@ -227,7 +154,7 @@ def personalize_command(**opts: Any) -> None:
 
             progress = show
 
-        result = personalize(transport, profile, card, security, erase=opts["erase"],
+        result = personalize(transport, profile, card, module, erase=opts["erase"],
                              progress=progress, tracer=tracer)
         out = result.to_json()
         if opts["as_json"]:
@@ -237,8 +164,8 @@ def personalize_command(**opts: Any) -> None:
     raise SystemExit(EXIT_OK)
 
 
-def _dry_run(stack: ExitStack, profile: Profile, card: CardData, security: Any,
-             opts: dict[str, Any]) -> None:
+def _dry_run(stack: ExitStack, profile: Profile, card: CardData, security: SecurityModule,
+             card_target: CardOptions, opts: dict[str, Any]) -> None:
     from healthcard_apdu.perso.execute import card_factor_of
     from healthcard_apdu.perso.plan import build_plan
 
@@ -246,13 +173,13 @@ def _dry_run(stack: ExitStack, profile: Profile, card: CardData, security: Any,
         try:
             factor = bytes.fromhex(opts["card_factor"])
         except ValueError:
-            _die(f"--card-factor {opts['card_factor']!r} is not hex", EXIT_USAGE)
+            die(f"--card-factor {opts['card_factor']!r} is not hex", EXIT_USAGE)
         if len(factor) != 8:
-            _die(f"--card-factor must be 8 bytes, got {len(factor)}", EXIT_USAGE)
+            die(f"--card-factor must be 8 bytes, got {len(factor)}", EXIT_USAGE)
     else:
-        if opts["reader"] is None and opts["sim_card"] is None:
-            _die("--dry-run needs --card-factor, --reader or --sim-card", EXIT_USAGE)
-        factor = card_factor_of(_open_card(stack, opts["reader"], opts["sim_card"]).atr())
+        if not card_target.given:
+            die("--dry-run needs --card-factor, --reader or --sim-card", EXIT_USAGE)
+        factor = card_factor_of(_card(stack, card_target).atr())
     plan = build_plan(profile, card, factor, security)
     document = plan.to_json(include_erase=opts["erase"])
     text = json.dumps(document, ensure_ascii=False, indent=2)
@@ -270,11 +197,15 @@ def verify_command(**opts: Any) -> None:
     """Check a card: data equal to the record, every key answers, forbidden accesses refused."""
     from healthcard_apdu.perso.verify import verify_card
 
-    with _exit_codes(), ExitStack() as stack:
+    card_target = pop_card_options(opts)
+    security = pop_security_options(opts)
+    with exit_on_errors(_EXIT_CODES), ExitStack() as stack:
+        check_card_options(card_target, required=True)
+        security.backend()
         profile, card = _load_inputs(opts["profile_name"], opts["data"])
-        security = _open_security(stack, profile, opts)
-        transport = _open_card(stack, opts["reader"], opts["sim_card"])
-        report = verify_card(transport, profile, card, security,
+        module = _security(stack, security, profile, issuing=False)
+        transport = _card(stack, card_target)
+        report = verify_card(transport, profile, card, module,
                              tracer=_tracer(stack, opts["trace"]))
         if opts["as_json"]:
             emit(report.to_json(), True)
