@@ -31,20 +31,33 @@ def _file(tmp_path: Path, n: int = 12, bad: bool = True) -> Path:
 
 
 def test_validate_only_writes_report_and_exit_code(tmp_path: Path) -> None:
-    path = _file(tmp_path)
+    rows = [perso_row(i) for i in range(12)]
+    rows[2]["DDF1EF06"]["MZ"] = "77"
+    path = write_jsonl(tmp_path / "people.jsonl", rows)
     report = tmp_path / "report.json"
     result = CliRunner().invoke(batch, ["run", str(path), "--validate-only", "--report",
                                         str(report)])
     assert result.exit_code == 1, result.output
-    assert "row 4: MZ" in result.output
+    assert "row 3: MZ" in result.output
     data = json.loads(report.read_text(encoding="utf-8"))
     assert (data["rows"], data["invalid"]) == (12, 1)
-    assert data["issues"][0]["row"] == 4 and data["issues"][0]["field"] == "MZ"
+    assert data["issues"][0]["row"] == 3 and data["issues"][0]["field"] == "MZ"
     assert not (tmp_path / "people.journal.sqlite").exists()  # validation writes no journal
-    good = _file(tmp_path, bad=False)
+    good = write_jsonl(tmp_path / "good.jsonl", [perso_row(i) for i in range(3)])
     ok = CliRunner().invoke(batch, ["run", str(good), "--validate-only", "--json"])
-    assert ok.exit_code == 0
+    assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["invalid"] == 0
+
+
+def test_validate_only_applies_the_profile(tmp_path: Path) -> None:
+    """Rows the model accepts but the profile cannot issue (no region code for the city-factor
+    keys) are invalid before any card is touched."""
+    path = _file(tmp_path, n=3, bad=False)  # flat rows without YYCSDM
+    result = CliRunner().invoke(batch, ["run", str(path), "--validate-only", "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert report["invalid"] == 3
+    assert {issue["field"] for issue in report["issues"]} == {"YYCSDM"}
 
 
 def test_run_sim_then_status_json(tmp_path: Path) -> None:

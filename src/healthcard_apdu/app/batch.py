@@ -34,6 +34,7 @@ from healthcard_apdu.batch.slots import (
     ReaderSlot,
     SimReaderSlot,
 )
+from healthcard_apdu.batch.validate import RecordChecker
 from healthcard_apdu.card.errors import ConnectOptionsError
 from healthcard_apdu.transport.inprocess import CardLike
 
@@ -137,6 +138,16 @@ def _factory(spec: str, names: OptionNames) -> Callable[..., Any]:
             f"{names('issuer')}: cannot load issuer factory {spec!r}: {exc}"
         ) from exc
     return factory
+
+
+def profile_checker(profile: str | None) -> RecordChecker:
+    """A row checker that also applies the issuance profile's rules (``--validate-only``
+    has no issuer, but must reject what the profile cannot issue)."""
+    from healthcard_apdu.perso.batch_issuer import profile_record_problems
+    from healthcard_apdu.perso.profile import DEFAULT_PROFILE, load_profile
+
+    chosen = load_profile(profile or DEFAULT_PROFILE)
+    return RecordChecker(lambda record: profile_record_problems(chosen, record))
 
 
 def load_issuer(

@@ -13,6 +13,7 @@ from healthcard_apdu.app.batch import (
     SimCardStore,
     default_sim_pool,
     open_issuer,
+    profile_checker,
     reader_slots,
     tear_faults,
 )
@@ -119,7 +120,8 @@ def run_command(residents: str, profile: str | None, readers: tuple[str, ...],
             existing = is_postgres_target(target) or Path(target).exists()
             with _maybe_journal(target if existing else None) as jnl:
                 result = validate_file(residents, encoding=encoding, fmt=file_format,
-                                       journal=jnl, batch=batch_name)
+                                       journal=jnl, batch=batch_name,
+                                       checker=profile_checker(profile))
             if report:
                 result.write(report)
             emit(result.to_dict() if as_json else "\n".join(result.lines()), as_json)

@@ -148,6 +148,17 @@ def _link_error(exc: PersoError) -> TransportError | None:
     return None
 
 
+def profile_record_problems(profile: Profile, resident: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Why ``profile`` cannot issue ``resident``: ``(field, reason)`` pairs, where field is the
+    item code or file key of the problem (empty when it can). Needs no keys and no card."""
+    _card, problems = check_record(profile, resident)
+    out = []
+    for problem in problems:
+        parts = problem.path.split(".")
+        out.append((parts[-1] if len(parts) > 1 else problem.path, problem.message))
+    return out
+
+
 class PersoCardIssuer:
     """Issues cards with one profile and one security module; safe for one thread per
     reader (one call at a time per transport; the security module is shared under a lock)."""
@@ -164,14 +175,8 @@ class PersoCardIssuer:
         self.keys_version = f"{security.algorithm.name}:{digest}"
 
     def check_record(self, resident: Mapping[str, Any]) -> list[tuple[str, str]]:
-        """Why this profile cannot issue ``resident``: ``(field, reason)`` pairs, where field
-        is the item code or file key of the problem (empty when it can)."""
-        _card, problems = check_record(self.profile, resident)
-        out = []
-        for problem in problems:
-            parts = problem.path.split(".")
-            out.append((parts[-1] if len(parts) > 1 else problem.path, problem.message))
-        return out
+        """Why this profile cannot issue ``resident`` (see :func:`profile_record_problems`)."""
+        return profile_record_problems(self.profile, resident)
 
     def inspect(self, transport: Transport) -> CardIdentity:
         """Who the card is; for an issued card also its card number and, when its internal
