@@ -26,7 +26,7 @@ from typing import Any
 
 from healthcard_apdu.apdu import CommandApdu, ResponseApdu
 from healthcard_apdu.batch.issuer import CardIdentity, IssueOutcome
-from healthcard_apdu.batch.journal import Journal
+from healthcard_apdu.batch.journal import Journal, is_postgres_target
 from healthcard_apdu.batch.slots import Insertion
 from healthcard_apdu.model.validators import id_check_digit
 from healthcard_apdu.sim.card import SimCard
@@ -430,3 +430,33 @@ def drop_pg_database(server_dsn: str, name: str) -> None:
 
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- crash tests: journal per backend, state counts read from outside the runner ----------
+
+
+def state_counter(journal: str) -> Callable[[], dict[str, int]]:
+    if is_postgres_target(journal):
+        import psycopg
+
+        def pg_counts() -> dict[str, int]:
+            try:
+                with psycopg.connect(journal, autocommit=True) as conn:
+                    rows = conn.execute("SELECT state, COUNT(*) FROM rows GROUP BY state")
+                    return {state: int(n) for state, n in rows.fetchall()}
+            except psycopg.Error:
+                return {}
+
+        return pg_counts
+
+    def sqlite_counts() -> dict[str, int]:
+        if not Path(journal).exists():
+            return {}
+        try:
+            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=5) as conn:
+                rows = conn.execute("SELECT state, COUNT(*) FROM rows GROUP BY state")
+                return {state: int(n) for state, n in rows.fetchall()}
+        except sqlite3.Error:
+            return {}
+
+    return sqlite_counts

@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,20 @@ def vpcd_slot() -> Iterator[ServeOnVpcd]:
             return stack.enter_context(serve_on_vpcd(card, slot, quickack=quickack))
 
         yield serve
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A batch journal target per backend: an SQLite file, or a fresh database on the
+    throwaway PostgreSQL server of scripts/postgres.sh (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "residents.journal.sqlite")
+        return
+    from batch_support import drop_pg_database, fresh_pg_database, pg_server
+
+    server = pg_server()
+    dsn, name = fresh_pg_database(server)
+    try:
+        yield dsn
+    finally:
+        drop_pg_database(server, name)

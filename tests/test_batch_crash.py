@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,10 +19,11 @@ from batch_support import (
     drop_pg_database,
     fresh_pg_database,
     pg_server,
+    state_counter,
     valid_row,
     write_csv,
 )
-from healthcard_apdu.batch.journal import Journal, is_postgres_target
+from healthcard_apdu.batch.journal import Journal
 
 TESTS = Path(__file__).resolve().parent
 DRIVER = "import sys; from healthcard_apdu.cli.batch import batch; batch(prog_name='batch')"
@@ -47,51 +46,11 @@ def _command(residents: Path, journal: str, pool: Path, station: str, readers: i
             "--no-progress", "--json"]
 
 
-def _state_counter(journal: str) -> Callable[[], dict[str, int]]:
-    if is_postgres_target(journal):
-        import psycopg
-
-        def pg_counts() -> dict[str, int]:
-            try:
-                with psycopg.connect(journal, autocommit=True) as conn:
-                    rows = conn.execute("SELECT state, COUNT(*) FROM rows GROUP BY state")
-                    return {state: int(n) for state, n in rows.fetchall()}
-            except psycopg.Error:
-                return {}
-
-        return pg_counts
-
-    def sqlite_counts() -> dict[str, int]:
-        if not Path(journal).exists():
-            return {}
-        try:
-            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=5) as conn:
-                rows = conn.execute("SELECT state, COUNT(*) FROM rows GROUP BY state")
-                return {state: int(n) for state, n in rows.fetchall()}
-        except sqlite3.Error:
-            return {}
-
-    return sqlite_counts
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def journal_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "residents.journal.sqlite")
-        return
-    server = pg_server()
-    dsn, name = fresh_pg_database(server)
-    try:
-        yield dsn
-    finally:
-        drop_pg_database(server, name)
-
-
 def test_kill_9_mid_batch_then_resume(tmp_path: Path, journal_target: str) -> None:
     rows = 120
     residents = write_csv(tmp_path / "residents.csv", [valid_row(i) for i in range(rows)])
     pool = tmp_path / "cards"
-    counts = _state_counter(journal_target)
+    counts = state_counter(journal_target)
     proc = subprocess.Popen(_command(residents, journal_target, pool, "st1", 3, 115200),
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

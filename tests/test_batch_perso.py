@@ -9,12 +9,10 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +24,17 @@ from batch_support import (
     FaultSchedule,
     SimStore,
     check_invariants,
-    drop_pg_database,
-    fresh_pg_database,
     perso_card_reader,
     perso_issuer,
     perso_keyset,
     perso_row,
-    pg_server,
     save_perso_keys,
+    state_counter,
     write_jsonl,
 )
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.batch.input import InputRow
-from healthcard_apdu.batch.journal import Journal, is_postgres_target
+from healthcard_apdu.batch.journal import Journal
 from healthcard_apdu.batch.runner import BatchRunner
 from healthcard_apdu.batch.slots import CardPool, SimReaderFaults, SimReaderSlot
 from healthcard_apdu.batch.validate import RecordChecker
@@ -383,46 +379,6 @@ def _command(residents: Path, journal: str, pool: Path, keys: Path, latency: int
             "--no-progress", "--json"]
 
 
-def _state_counter(journal: str) -> Callable[[], dict[str, int]]:
-    if is_postgres_target(journal):
-        import psycopg
-
-        def pg_counts() -> dict[str, int]:
-            try:
-                with psycopg.connect(journal, autocommit=True) as conn:
-                    rows = conn.execute("SELECT state, COUNT(*) FROM rows GROUP BY state")
-                    return {state: int(n) for state, n in rows.fetchall()}
-            except psycopg.Error:
-                return {}
-
-        return pg_counts
-
-    def sqlite_counts() -> dict[str, int]:
-        if not Path(journal).exists():
-            return {}
-        try:
-            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=5) as conn:
-                rows = conn.execute("SELECT state, COUNT(*) FROM rows GROUP BY state")
-                return {state: int(n) for state, n in rows.fetchall()}
-        except sqlite3.Error:
-            return {}
-
-    return sqlite_counts
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def journal_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "residents.journal.sqlite")
-        return
-    server = pg_server()
-    dsn, name = fresh_pg_database(server)
-    try:
-        yield dsn
-    finally:
-        drop_pg_database(server, name)
-
-
 @pytest.mark.slow
 def test_kill_9_mid_batch_then_resume_with_the_real_issuer(tmp_path: Path,
                                                            journal_target: str) -> None:
@@ -430,7 +386,7 @@ def test_kill_9_mid_batch_then_resume_with_the_real_issuer(tmp_path: Path,
     residents = write_jsonl(tmp_path / "residents.jsonl", [perso_row(i) for i in range(rows)])
     keys = save_perso_keys(tmp_path / "keys.json", KEYS)
     pool = tmp_path / "cards"
-    counts = _state_counter(journal_target)
+    counts = state_counter(journal_target)
     # 115200 bd with real sleep: about 2 s per card, so the kill finds cards mid-issuance
     proc = subprocess.Popen(_command(residents, journal_target, pool, keys, 115200),
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

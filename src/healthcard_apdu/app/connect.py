@@ -127,6 +127,37 @@ def reader_target(value: str | int | None) -> str | int | None:
 # --- the user card ---------------------------------------------------------------------------
 
 
+class _Closing:
+    """``with`` support for the connection objects below: leaving the block calls ``close``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass
+class _OpenedTogether(_Closing):
+    """Objects opened together; ``close`` runs their closers in reverse order, once."""
+
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False, kw_only=True)
+
+    def close(self) -> None:
+        """Close everything this opened. Idempotent."""
+        closers, self._closers = self._closers, []
+        for closer in reversed(closers):
+            closer()
+
+
 @dataclass(frozen=True)
 class CardOptions:
     """Where the user card is: a PC/SC reader or a simulated card image (not both)."""
@@ -140,7 +171,7 @@ class CardOptions:
 
 
 @dataclass
-class CardLink:
+class CardLink(_Closing):
     """An open link to the user card; ``sim_card`` is the in-process simulated card (for power
     faults), None for a PC/SC reader."""
 
@@ -149,17 +180,6 @@ class CardLink:
 
     def close(self) -> None:
         self.transport.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def check_card_options(
@@ -236,7 +256,7 @@ class SecurityOptions:
 
 
 @dataclass
-class SecurityConnection:
+class SecurityConnection(_OpenedTogether):
     """An open security module (and, for a PSAM, its :class:`Sam`); closes what it opened.
 
     ``backend`` is the :data:`SECURITY_BACKENDS` name that chose it.
@@ -245,24 +265,6 @@ class SecurityConnection:
     module: SecurityModule
     backend: str
     sam: Sam | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
-
-    def close(self) -> None:
-        """Close the module and the SAM link. Idempotent."""
-        closers, self._closers = self._closers, []
-        for closer in reversed(closers):
-            closer()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _software(path: Path, passphrase: Secret, plain_keys: bool) -> SecurityModule:
@@ -356,7 +358,7 @@ def open_security(
         for closer in reversed(closers):
             closer()
         raise
-    return SecurityConnection(module, backend, sam, closers)
+    return SecurityConnection(module, backend, sam, _closers=closers)
 
 
 def _sim_sam(options: SecurityOptions) -> Transport:
@@ -371,30 +373,12 @@ def _sim_sam(options: SecurityOptions) -> Transport:
 
 
 @dataclass
-class CardConnection:
+class CardConnection(_OpenedTogether):
     """An open user card with its security module (and SAM); closes everything it opened."""
 
     card: HealthCard
     security: SecurityModule
     sam: Sam | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
-
-    def close(self) -> None:
-        """Close the card and SAM links (iDClosePort). Idempotent."""
-        closers, self._closers = self._closers, []
-        for closer in reversed(closers):
-            closer()
-
-    def __enter__(self) -> CardConnection:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def connect(
@@ -425,7 +409,7 @@ def connect(
         for closer in reversed(closers):
             closer()
         raise
-    return CardConnection(health_card, opened.module, opened.sam, closers)
+    return CardConnection(health_card, opened.module, opened.sam, _closers=closers)
 
 
 def open_card(
