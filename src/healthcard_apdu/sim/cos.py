@@ -192,6 +192,12 @@ class UserCardOS:
         self._count_success(key)
         return OK
 
+    def _payload(self, cmd: CommandApdu, chal: bytes | None) -> Result:
+        """The plain data of a write: as sent, or decrypted and MAC-checked when CLA is 04."""
+        if cmd.cla == 0x04:
+            return self._unwrap_sm(cmd, chal)
+        return cmd.data, OK
+
     def _unwrap_sm(self, cmd: CommandApdu, challenge: bytes | None) -> tuple[bytes, int]:
         """Health-card SM form: data = E || MAC4 under SK = diversify(STK, challenge)."""
         stk = self._find_key(TYPE_LINE_PROTECTION, KID_STK)
@@ -322,11 +328,9 @@ class UserCardOS:
         sw = self._write_allowed(cmd, ef, ef.write_ac)
         if sw != OK:
             return b"", sw
-        data = cmd.data
-        if cmd.cla == 0x04:
-            data, sw = self._unwrap_sm(cmd, chal)
-            if sw != OK:
-                return b"", sw
+        data, sw = self._payload(cmd, chal)
+        if sw != OK:
+            return b"", sw
         if not data:
             return b"", 0x6700
         if offset >= ef.size:
@@ -381,11 +385,9 @@ class UserCardOS:
             return b"", sw
         if mode == 0x04 and cmd.p1 > len(ef.records):
             return b"", 0x6A83
-        record = cmd.data
-        if cmd.cla == 0x04:
-            record, sw = self._unwrap_sm(cmd, chal)
-            if sw != OK:
-                return b"", sw
+        record, sw = self._payload(cmd, chal)
+        if sw != OK:
+            return b"", sw
         sw = self._check_new_record(ef, record)
         if sw != OK:
             return b"", sw
@@ -416,11 +418,9 @@ class UserCardOS:
         sw = self._write_allowed(cmd, ef, ef.write_ac)
         if sw != OK:
             return b"", sw
-        record = cmd.data
-        if cmd.cla == 0x04:
-            record, sw = self._unwrap_sm(cmd, chal)
-            if sw != OK:
-                return b"", sw
+        record, sw = self._payload(cmd, chal)
+        if sw != OK:
+            return b"", sw
         sw = self._check_new_record(ef, record)
         if sw != OK:
             return b"", sw
