@@ -315,8 +315,10 @@ class _PostgresDialect(_Dialect):
     def connect(self) -> Any:
         try:
             import psycopg
-        except ImportError as exc:  # pragma: no cover - psycopg is a dependency
-            raise JournalError("PostgreSQL journal needs psycopg 3 (pip install psycopg)") from exc
+        except ImportError as exc:
+            raise JournalError(
+                "a PostgreSQL journal needs psycopg 3: pip install 'healthcard-apdu[postgresql]'"
+            ) from exc
         try:
             return psycopg.connect(self.dsn, autocommit=True, connect_timeout=15)
         except psycopg.Error as exc:

@@ -26,8 +26,6 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-import PyKCS11
-
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.security.errors import (
     SecurityModuleError,
@@ -38,6 +36,13 @@ from healthcard_apdu.security.keyset import KeySet
 from healthcard_apdu.security.keyspec import CardFactors, KeySpec
 from healthcard_apdu.security.module import SecurityModule, check_challenge
 from healthcard_apdu.security.session import external_auth_cryptogram, software_mac
+
+try:
+    import PyKCS11
+except ImportError as _missing:  # an optional extra
+    raise SecurityModuleError(
+        "PKCS#11 key storage needs PyKCS11: pip install 'healthcard-apdu[pkcs11]'"
+    ) from _missing
 
 __all__ = ["DEFAULT_PKCS11_MODULE", "Pkcs11SecurityModule", "Pkcs11Session"]
 
