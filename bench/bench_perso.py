@@ -28,7 +28,6 @@ from typing import Any
 from healthcard_apdu import model
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.perso.execute import CountingTransport, personalize
-from healthcard_apdu.perso.minimum import minimum_cost
 from healthcard_apdu.perso.profile import Profile, load_profile
 from healthcard_apdu.security import DEFAULT_ROLES, KeySet, SoftwareSecurityModule
 from healthcard_apdu.sim import LatencyModel, SimCard
@@ -57,7 +56,7 @@ def measure_link(profile: Profile, security: SoftwareSecurityModule) -> dict[str
     with InProcessTransport(card) as link:
         counter = CountingTransport(link)
         result = personalize(counter, profile, resident, security)
-    minimum = minimum_cost(profile, resident)
+    minimum = result.minimum  # the formula over the record as written (EE/ED signed)
     return {
         "apdus": counter.apdus,
         "bytes": counter.sent + counter.received,
@@ -115,7 +114,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in names:
         profile = load_profile(name)
-        keys = KeySet.generate(DEFAULT_ROLES, profile.algorithm, with_sm2=False)
+        keys = KeySet.generate(DEFAULT_ROLES, profile.algorithm)  # SM2 signs the EE/ED records
         security = SoftwareSecurityModule(keys)
         with tempfile.TemporaryDirectory() as scratch:
             on_disk = measure_rate(profile, security, max(10, args.count // 5),

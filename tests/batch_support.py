@@ -255,7 +255,7 @@ def perso_keyset() -> Any:
     from healthcard_apdu.crypto import BlockCipher
     from healthcard_apdu.security import DEFAULT_ROLES, KeySet
 
-    return KeySet.generate(DEFAULT_ROLES, BlockCipher.SM4, with_sm2=False)
+    return KeySet.generate(DEFAULT_ROLES, BlockCipher.SM4)  # SM2 key signs the EE/ED records
 
 
 def perso_issuer(keyset: Any | None = None) -> Any:

@@ -33,7 +33,7 @@ def keyset(algorithm: BlockCipher = BlockCipher.SM4, variant: int = 0) -> KeySet
 
 @functools.cache
 def _keyset(algorithm: BlockCipher, variant: int) -> KeySet:
-    return KeySet.generate(DEFAULT_ROLES, algorithm, with_sm2=False)
+    return KeySet.generate(DEFAULT_ROLES, algorithm)  # with the SM2 key that signs EE/ED
 
 
 def software(algorithm: BlockCipher = BlockCipher.SM4, variant: int = 0) -> SoftwareSecurityModule:

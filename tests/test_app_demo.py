@@ -55,3 +55,11 @@ def test_read_back_comparison_names_a_difference() -> None:
     assert _same_items({"DDF1EF06": {"XM": "张三", "XB": 1, "MZ": "01"}, "DF03EE": [None]}, written)
     assert not _same_items({"DDF1EF06": {"XM": "李四", "XB": 1}, "DF03EE": [None]}, written)
     assert not _same_items({"DF03EE": [None]}, written)
+
+
+def test_read_back_comparison_skips_only_items_the_record_leaves_empty() -> None:
+    written = {"DF03EE": [{"ZYJGMC": "人民医院", "JYXXQM": ""}, None]}
+    read = {"DF03EE": [{"ZYJGMC": "人民医院", "JYXXQM": "8A3F"}, None]}
+    assert _same_items(read, written)
+    assert not _same_items({"DF03EE": [{"ZYJGMC": "县医院", "JYXXQM": "8A3F"}, None]}, written)
+    assert not _same_items({"DF03EE": [None, None]}, written)

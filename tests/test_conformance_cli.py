@@ -104,7 +104,7 @@ def test_the_former_sim_option_still_runs(files: dict[str, Path]) -> None:
     [
         ["--profile", PROFILE],  # no target
         ["--reader", "0", "--sim-card", "card.json", "--profile", PROFILE],
-        ["--sim-card", "card.json"],  # no profile
+        ["--sim-card", "card.json", "--profile", "no-such-profile"],  # unknown profile
         ["--sim-card", "card.json", "--profile", PROFILE, "--case", "HC-NOPE-1"],
         ["--sim-card", "card.json", "--profile", PROFILE, "--seed", "xyz"],
     ],

@@ -194,3 +194,19 @@ def test_sign_is_fast() -> None:
         sm2_sign(d, i.to_bytes(2, "big"))
         timings.append(time.perf_counter() - start)
     assert statistics.median(timings) < 0.020
+
+
+@settings(max_examples=10, deadline=None)
+@given(digest=st.binary(min_size=32, max_size=32), other=st.binary(min_size=32, max_size=32))
+def test_deterministic_signatures_repeat_verify_and_depend_on_the_digest(
+    digest: bytes, other: bytes
+) -> None:
+    d = 0x3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8
+    public = sm2_public_key(d)
+    first = sm2_sign_digest(d, digest, deterministic=True)
+    assert sm2_sign_digest(d, digest, deterministic=True) == first
+    assert sm2_verify_digest(public, digest, first) is True
+    if other != digest:
+        assert sm2_sign_digest(d, other, deterministic=True) != first
+    # the random default still differs from call to call
+    assert sm2_sign_digest(d, digest) != sm2_sign_digest(d, digest)

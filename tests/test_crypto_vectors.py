@@ -7,6 +7,7 @@ vector is silently skipped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from healthcard_apdu.crypto import (
     line_encrypt,
     mac_iso9797_alg1,
     mac_iso9797_alg3,
+    rfc6979_nonces,
     sm2_public_key,
     sm2_sign,
     sm2_sign_digest,
@@ -205,6 +207,14 @@ def _diversification(op: str, inp: Inputs, expected: Any) -> None:
     assert result == _hex(expected)
 
 
+def _deterministic_nonce(op: str, inp: Inputs, expected: Any) -> None:
+    if op != "nonce":
+        raise AssertionError(f"unknown deterministic_nonce operation {op!r}")
+    digest = hashlib.sha256(inp.get_bytes("message")).digest()
+    first = next(rfc6979_nonces(inp.int_hex("private"), digest, inp.int_hex("order")))
+    assert first == int.from_bytes(_hex(expected), "big")
+
+
 RUNNERS: dict[str, Callable[[str, Inputs, Any], None]] = {
     "block_cipher": _block_cipher,
     "mac": _mac,
@@ -212,6 +222,7 @@ RUNNERS: dict[str, Callable[[str, Inputs, Any], None]] = {
     "hash": _hash,
     "sm2": _sm2,
     "diversification": _diversification,
+    "deterministic_nonce": _deterministic_nonce,
 }
 
 
@@ -268,6 +279,7 @@ def test_vector_files_are_present_and_well_formed() -> None:
         "sm3.json",
         "sm2.json",
         "diversification.json",
+        "rfc6979.json",
     } <= names
     ids: set[str] = set()
     for path, doc in files:

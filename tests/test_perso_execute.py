@@ -16,7 +16,6 @@ from healthcard_apdu.perso.errors import (
     StepFailed,
 )
 from healthcard_apdu.perso.execute import erase_card, personalize
-from healthcard_apdu.perso.minimum import minimum_cost
 from healthcard_apdu.perso.profile import load_profile
 from healthcard_apdu.perso.verify import verify_card
 from healthcard_apdu.sim import SimCard
@@ -43,7 +42,7 @@ def test_national_personalization_in_process() -> None:
         result = personalize(tap, NATIONAL, model.sample_resident(), software(),
                              progress=lambda d, t, n: seen.append((d, t, n)))
         report = verify_card(link, NATIONAL, model.sample_resident(), software())
-    minimum = minimum_cost(NATIONAL, model.sample_resident())
+    minimum = result.minimum  # the formula over the record as written (EE/ED signed)
     assert result.apdus == len(tap.commands) == minimum.apdus == result.plan_apdus
     assert result.bytes == minimum.bytes
     assert result.card_factor == CARD_FACTOR.hex().upper() and not result.erased
@@ -65,7 +64,7 @@ def test_compact_profile_with_3des_on_an_8k_card() -> None:
     with InProcessTransport(card) as link:
         result = personalize(link, compact, resident, software(BlockCipher.TDES))
         report = verify_card(link, compact, resident, software(BlockCipher.TDES))
-    assert result.apdus == minimum_cost(compact, resident).apdus
+    assert result.apdus == result.minimum.apdus
     assert report.ok, report.problems()
     ddf1 = card.image.mf.children[0xDDF1]
     assert isinstance(ddf1, Df) and 0xEF07 not in ddf1.children  # no photo file
@@ -239,3 +238,29 @@ def test_issuance_torn_before_the_master_key_cannot_be_erased() -> None:
         card.insert()
         with pytest.raises(CardNotBlank, match="cannot be erased"):
             personalize(link, NATIONAL, model.sample_resident(), software(), erase=True)
+
+
+def test_clinical_records_are_signed_and_verify_on_read() -> None:
+    """EE/ED records of the resident carry the module's SM2 signature on the card, which the
+    card layer verifies on read; the same card fails verify once a data byte changes."""
+    from healthcard_apdu.card import HealthCard, SignatureInvalid
+    from healthcard_apdu.card.signing import valid_signature
+
+    card = blank_card()
+    resident = model.sample_resident()
+    with InProcessTransport(card) as link:
+        personalize(link, NATIONAL, resident, software())
+        reader = HealthCard(link, software())
+        record = reader.read_inpatient(1)
+        assert valid_signature(record)
+        assert reader.read_outpatient(1).to_bytes()[:3013] == (
+            resident.outpatient[0].to_bytes()[:3013] if resident.outpatient[0] else b"")
+    # flip one data byte of EE01 in the card's EEPROM: the signature no longer verifies
+    ee01 = card.image.mf.children[0xDDF1].children[0xDF03].children[0xEE01]
+    ee01.data[10] ^= 0x01
+    with InProcessTransport(card) as link:
+        with pytest.raises(SignatureInvalid, match="DF03/EE01"):
+            HealthCard(link, software()).read_inpatient(1)
+        report = verify_card(link, NATIONAL, resident, software())
+    assert not report.ok
+    assert any(d.file == "DF03/EE01" for d in report.differences)

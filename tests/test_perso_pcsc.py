@@ -8,7 +8,6 @@ import pytest
 from conftest import ServeOnVpcd
 from healthcard_apdu import model
 from healthcard_apdu.perso.execute import personalize
-from healthcard_apdu.perso.minimum import minimum_cost
 from healthcard_apdu.perso.profile import load_profile
 from healthcard_apdu.perso.verify import verify_card
 from healthcard_apdu.transport.pcsc import PcscTransport
@@ -25,7 +24,7 @@ def test_personalize_and_verify_through_pcscd(vpcd_slot: ServeOnVpcd) -> None:
     with PcscTransport(reader) as transport:
         result = personalize(transport, NATIONAL, model.sample_resident(), software())
         report = verify_card(transport, NATIONAL, model.sample_resident(), software())
-    assert result.apdus == minimum_cost(NATIONAL, model.sample_resident()).apdus
+    assert result.apdus == result.minimum.apdus
     assert result.card_factor == card.card_factor.hex().upper()
     assert report.ok, report.problems()
     assert card.image.issued

@@ -41,7 +41,8 @@ SCENARIO = textwrap.dedent(
     from healthcard_apdu.perso.execute import personalize
     from healthcard_apdu.perso.profile import load_profile
     from healthcard_apdu.perso.verify import verify_card
-    from healthcard_apdu.security import KeySet, DEFAULT_ROLES
+    from healthcard_apdu.perso.errors import SecurityModuleUnsuitable
+    from healthcard_apdu.security import KeySet, DEFAULT_ROLES, SoftwareSecurityModule
     from healthcard_apdu.security.pkcs11 import Pkcs11SecurityModule
     from healthcard_apdu.sim import SimCard
     from healthcard_apdu.transport import InProcessTransport, Tracer
@@ -49,15 +50,23 @@ SCENARIO = textwrap.dedent(
     pin, workdir = sys.argv[2], sys.argv[3]
     log = io.StringIO()
     logging.basicConfig(stream=log, level=logging.DEBUG)
-    keys = KeySet.generate(DEFAULT_ROLES, BlockCipher.TDES, with_sm2=False)
-    hsm = Pkcs11SecurityModule("perso", pin)
-    hsm.import_keyset(keys)
+    keys = KeySet.generate(DEFAULT_ROLES, BlockCipher.TDES)
+    # SoftHSM2 has no SM2: the EE/ED record signatures come from a software signer
+    plain = Pkcs11SecurityModule("perso", pin)
+    plain.import_keyset(keys)
+    hsm = Pkcs11SecurityModule("perso", pin, signer=SoftwareSecurityModule(keys))
     out = {}
     trace = io.StringIO()
     # the compact 3DES profile, and the national layout with the algorithm line changed
     national_3des = workdir + "/national-3des.toml"
     with open(national_3des, "w", encoding="utf-8") as fh:
         fh.write(profile_text("national-32k").replace('algorithm = "sm4"', 'algorithm = "3des"'))
+    try:  # EE/ED records of the full layout must be signed: a token without signer is refused
+        with InProcessTransport(blank_card(BlockCipher.TDES)) as link:
+            personalize(link, load_profile(national_3des), resident_for("national-32k"), plain)
+        out["unsigned_refused"] = None
+    except SecurityModuleUnsuitable as exc:
+        out["unsigned_refused"] = str(exc)
     for name in ("compact-8k", national_3des):
         profile = load_profile(name)
         resident = resident_for("compact-8k" if name == "compact-8k" else "national-32k")
@@ -73,7 +82,10 @@ SCENARIO = textwrap.dedent(
     SimCard.blank(bytes.fromhex("0A0B0C0D0E0F1011"), path=image, cipher16=BlockCipher.TDES)
     data = workdir + "/resident.json"
     with open(data, "w", encoding="utf-8") as fh:
-        json.dump(resident_for("compact-8k").to_json(), fh, ensure_ascii=False)
+        # the command line has no signer option: a resident without clinical records
+        no_records = dataclasses.replace(resident_for("compact-8k"), inpatient=(None,) * 3,
+                                         outpatient=(None,) * 5)
+        json.dump(no_records.to_json(), fh, ensure_ascii=False)
     runner = CliRunner()
     env = {"HEALTHCARD_PKCS11_PIN": pin}
     args = ["--sim-card", image, "--data", data, "--pkcs11-token", "perso", "--profile",
@@ -117,6 +129,8 @@ def test_personalize_and_verify_with_softhsm2_keys(tmp_path: Path) -> None:
         assert summary["apdus"] == summary["minimum"]
         assert {"MK_MF", "RK1_DF03", "UK1_DDF1", "STK_DF02", "IRK_DDF1"} <= set(
             summary["keys_ok"])
+    assert "inpatient records" in out["unsigned_refused"]
+    assert "cannot sign" in out["unsigned_refused"]
     assert out["cli"] == [0, 0]
     assert out["cli_verify_ok"] is True
     assert out["pin_leaked"] is False

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthcard_apdu import model
+from healthcard_apdu.card.signing import valid_signature
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.perso.chunks import cover
 from healthcard_apdu.perso.errors import ProfileError, SecurityModuleUnsuitable
@@ -82,7 +83,8 @@ def test_plan_is_deterministic_and_does_no_io() -> None:
 @pytest.mark.parametrize("name", ["national-32k", "compact-8k"])
 def test_plan_meets_the_documented_minimum(name: str) -> None:
     plan = _plan(name)
-    minimum = minimum_cost(plan.profile, resident_for(name))
+    assert plan.record is not None  # the record as written: EE/ED signed by the module
+    minimum = minimum_cost(plan.profile, plan.record)
     assert (plan.apdus, plan.bytes) == (minimum.apdus, minimum.bytes)
     counts = plan.counts()
     for part, (apdus, _bytes) in minimum.parts.items():
@@ -103,7 +105,8 @@ def test_plan_without_read_back_or_end_issuance(tmp_path: Path) -> None:
     bare = _plan(read_back=False)
     assert "read" not in bare.counts() and "authenticate" not in bare.counts()
     assert bare.apdus == full.apdus - full.counts()["read"] - 2 * full.counts()["authenticate"]
-    assert bare.apdus == minimum_cost(bare.profile, model.sample_resident(), read_back=False).apdus
+    assert bare.record is not None
+    assert bare.apdus == minimum_cost(bare.profile, bare.record, read_back=False).apdus
     profile = profile_variant("national-32k", {"end_issuance = true": "end_issuance = false"},
                               tmp_path)
     plan = build_plan(profile, model.sample_resident(), CARD_FACTOR, software())
@@ -118,7 +121,8 @@ def test_unknown_binary_fill_writes_every_byte(tmp_path: Path) -> None:
     photo = [s for s in plan.steps if s.kind == "write" and s.file == "DDF1/EF07"]
     assert len(photo) == -(-3074 // 255)
     assert sum(len(s.command.data) for s in photo if s.command is not None) == 3074
-    assert plan.apdus == minimum_cost(profile, model.sample_resident()).apdus
+    assert plan.record is not None
+    assert plan.apdus == minimum_cost(profile, plan.record).apdus
 
 
 def test_read_back_is_preceded_by_the_read_key_in_each_df() -> None:
@@ -149,9 +153,16 @@ def test_binary_writes_rebuild_the_file_image() -> None:
             image[offset : offset + len(cmd.data)] = cmd.data
             assert len(cmd.data) <= plan.profile.card.max_command_data
     assert bytes(images["DDF1/EF07"]) == sample.photo.to_bytes()
-    assert sample.inpatient[0] is not None and sample.outpatient[0] is not None
-    assert bytes(images["DF03/EE01"]) == sample.inpatient[0].to_bytes()
-    assert bytes(images["DF03/ED01"]) == sample.outpatient[0].to_bytes()
+    inpatient, outpatient = sample.inpatient[0], sample.outpatient[0]
+    assert inpatient is not None and outpatient is not None
+    # the data part as given; the signature and certificate the module added verify over it
+    written_in = type(inpatient).from_bytes(bytes(images["DF03/EE01"]))
+    written_out = type(outpatient).from_bytes(bytes(images["DF03/ED01"]))
+    size_in, size_out = type(inpatient).data_length(), type(outpatient).data_length()
+    assert bytes(images["DF03/EE01"])[:size_in] == inpatient.to_bytes()[:size_in]
+    assert bytes(images["DF03/ED01"])[:size_out] == outpatient.to_bytes()[:size_out]
+    assert valid_signature(written_in) and valid_signature(written_out)
+    assert not valid_signature(inpatient)  # the sample record came unsigned
     assert set(images) == set(sizes)  # empty EE/ED slots are not written
 
 

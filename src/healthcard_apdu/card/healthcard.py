@@ -37,6 +37,7 @@ from healthcard_apdu.card.errors import (
     SignatureInvalid,
 )
 from healthcard_apdu.card.session import CardSession
+from healthcard_apdu.card.signing import signature_slots, signed_record
 from healthcard_apdu.model import (
     EF,
     Addresses,
@@ -63,7 +64,6 @@ from healthcard_apdu.model import (
     OutpatientIndex,
     OutpatientRecord,
     Photo,
-    Slot,
     SpecialInfo,
     Value,
     decode_item,
@@ -127,14 +127,6 @@ _INPATIENT = _RecordKind("inpatient record", InpatientRecord, "DF03/EE0", 3, "DF
 _OUTPATIENT = _RecordKind("outpatient record", OutpatientRecord, "DF03/ED0", 5, "DF03/EF06")
 _KINDS = {"DF03/EE": _INPATIENT, "DF03/ED": _OUTPATIENT}
 _CYCLIC: dict[str, type[CyclicFile[Any]]] = {"DF02/EF07": Allergies, "DF02/EF08": Immunizations}
-
-
-def _signature_slots(cls: type[FileValue]) -> tuple[Slot, Slot]:
-    """The signature and SAM-certificate slots of an EE/ED layout (right after the data)."""
-    data_length = cls.data_length()
-    by_offset = {s.item.offset: s for s in cls.slots()}
-    signature = by_offset[data_length]
-    return signature, by_offset[signature.item.end]
 
 
 def _blank(raw: bytes) -> bool:
@@ -697,7 +689,7 @@ class HealthCard:
         """Check the signature over the raw data bytes; False when the record is unsigned."""
         where = kind.where(number)
         path = kind.path(number)
-        signature_slot, certificate_slot = _signature_slots(kind.cls)
+        signature_slot, certificate_slot = signature_slots(kind.cls)
         sig_item, cert_item = signature_slot.item, certificate_slot.item
         signature = raw[sig_item.offset : sig_item.end]
         certificate = raw[cert_item.offset : cert_item.end]
@@ -737,31 +729,10 @@ class HealthCard:
     def _signed(
         self, kind: _RecordKind, number: int, record: FileValue, sign: SignMode
     ) -> FileValue:
-        path = kind.path(number)
-        raw = self._model(path, record.to_bytes)
+        self._model(kind.path(number), record.to_bytes)  # encoding errors name the file
         if sign is False:
             return record
-        signature_slot, certificate_slot = _signature_slots(kind.cls)
-        data = raw[: kind.cls.data_length()]
-        if sign is None:
-            signature = raw[signature_slot.item.offset : signature_slot.item.end]
-            certificate = raw[certificate_slot.item.offset : certificate_slot.item.end]
-            if not _blank(signature) and not _blank(certificate):
-                try:
-                    if verify_record(data, signature, certificate):
-                        return record
-                except CertificateError:
-                    pass
-        signature, certificate = self._sign(path, data)
-        return record.replace(
-            **{signature_slot.field: signature, certificate_slot.field: certificate}
-        )
-
-    def _sign(self, path: str, data: bytes) -> tuple[bytes, bytes]:
-        signature = sign_record(self.security, data)
-        certificate = self.security.certificate()
-        log.debug("signed %s (%d data bytes) with %s", path, len(data), self.security.name)
-        return signature, certificate
+        return signed_record(record, self.security, keep_valid=sign is None)
 
     def _write_record(
         self, kind: _RecordKind, number: int, record: FileValue, sign: SignMode
@@ -811,8 +782,8 @@ class HealthCard:
             return
         image = bytearray(self._read_binary(target, 0, data_length, target.read_key))
         image[pos : pos + len(data)] = data
-        signature, certificate = self._sign(path, bytes(image[:data_length]))
-        tail = signature + certificate
+        signature = sign_record(self.security, bytes(image[:data_length]))
+        tail = signature + self.security.certificate()
         if len(tail) != (target.size or 0) - data_length:
             raise CardOperationError(
                 f"{path}: signature and certificate are {len(tail)} bytes, the record has room "

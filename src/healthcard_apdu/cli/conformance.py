@@ -101,7 +101,8 @@ def conformance_group() -> None:
               hidden=True, help="Deprecated: --sim-card.")
 @click.option("--replay", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Transcript (trace.jsonl) of an earlier run: check it again offline.")
-@click.option("--profile", help="Issuance profile file or built-in name (not needed to replay).")
+@click.option("--profile", help="Issuance profile file or built-in name (default national-32k; "
+              "a replay uses the recorded one).")
 @security_options
 @click.option("--destructive", is_flag=True,
               help="Also run destructive cases (blocks keys and the card; never on production).")
@@ -122,7 +123,9 @@ def run_command(legacy_sim: Path | None, replay: Path | None, profile: str | Non
     card = _card_target(pop_card_options(connection), legacy_sim, replay)
     security = pop_security_options(connection)
     if replay is None and profile is None:
-        die("--profile is required unless --replay is given", EXIT_USAGE)
+        from healthcard_apdu.perso.profile import DEFAULT_PROFILE
+
+        profile = DEFAULT_PROFILE
     if replay is not None and (destructive or patterns or groups or seed):
         die("a replay runs what the transcript recorded; drop --destructive/--case/--group/"
             "--seed", EXIT_USAGE)

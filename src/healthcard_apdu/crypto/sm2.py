@@ -11,7 +11,10 @@ shared environments.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import CryptoError
@@ -296,12 +299,54 @@ def sm2_za(
     )
 
 
+def rfc6979_nonces(private: int, digest: bytes, order: int) -> Iterator[int]:
+    """Deterministic nonce candidates per RFC 6979 §3.2 with HMAC-SHA256, in order.
+
+    The generation depends only on the private key, the digest and the group order, so it
+    serves SM2 as it serves ECDSA; a candidate the signature rejects is replaced by the next.
+    """
+    qlen = order.bit_length()
+    rolen = (qlen + 7) // 8
+
+    def bits2int(data: bytes) -> int:
+        value = int.from_bytes(data, "big")
+        return value >> max(0, 8 * len(data) - qlen)
+
+    def mac(key: bytes, data: bytes) -> bytes:
+        return hmac.new(key, data, hashlib.sha256).digest()
+
+    x = private.to_bytes(rolen, "big")
+    h = (bits2int(digest) % order).to_bytes(rolen, "big")
+    v, key = b"\x01" * 32, b"\x00" * 32
+    key = mac(key, v + b"\x00" + x + h)
+    v = mac(key, v)
+    key = mac(key, v + b"\x01" + x + h)
+    v = mac(key, v)
+    while True:
+        t = b""
+        while len(t) < rolen:
+            v = mac(key, v)
+            t += v
+        candidate = bits2int(t[:rolen])
+        if 1 <= candidate < order:
+            yield candidate
+        key = mac(key, v + b"\x00")
+        v = mac(key, v)
+
+
 def sm2_sign_digest(
-    d: int, e: bytes, *, k: int | None = None, curve: Sm2Curve = SM2P256V1
+    d: int,
+    e: bytes,
+    *,
+    k: int | None = None,
+    deterministic: bool = False,
+    curve: Sm2Curve = SM2P256V1,
 ) -> bytes:
     """Sign a precomputed e = SM3(Z_A || M); returns r || s (64 bytes on 256-bit curves).
 
-    ``k`` fixes the nonce (known-answer tests only); otherwise it is drawn with ``secrets``.
+    ``k`` fixes the nonce (known-answer tests only); ``deterministic`` derives it from the key
+    and the digest (RFC 6979, so the same record always gets the same signature); otherwise
+    it is drawn with ``secrets``.
     """
     _check_private(d, curve)
     if not e:
@@ -309,8 +354,14 @@ def sm2_sign_digest(
     n = curve.n
     e_int = int.from_bytes(e, "big")
     d_inv = pow(1 + d, -1, n)
+    candidates = rfc6979_nonces(d, e, n) if deterministic and k is None else None
     while True:
-        nonce = secrets.randbelow(n - 1) + 1 if k is None else k
+        if k is not None:
+            nonce = k
+        elif candidates is not None:
+            nonce = next(candidates)
+        else:
+            nonce = secrets.randbelow(n - 1) + 1
         if not 1 <= nonce < n:
             raise CryptoError("SM2 nonce k out of range [1, n-1]")
         x1 = _finite(_base_mult(nonce, curve), curve)[0]

@@ -309,7 +309,7 @@ def personalize(
         seconds=seconds,
         plan_apdus=plan.apdus,
         plan_bytes=plan.bytes,
-        minimum=minimum_cost(profile, card, read_back=read_back),
+        minimum=minimum_cost(profile, plan.record or card, read_back=read_back),
         phases=dict(runner.phases),
         read_back=runner.read_back,
     )

@@ -15,14 +15,16 @@ of a step or plan (``repr``, :meth:`Plan.to_json`) masks them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.command import CommandApdu
+from healthcard_apdu.card.signing import signed_record
 from healthcard_apdu.crypto import BlockCipher, challenge_iv, ecb_encrypt
-from healthcard_apdu.model import CardData, CyclicFile
+from healthcard_apdu.model import CardData, CyclicFile, InpatientRecord, OutpatientRecord
 from healthcard_apdu.perso.chunks import cover
 from healthcard_apdu.perso.errors import ProfileError, SecurityModuleUnsuitable
 from healthcard_apdu.perso.profile import (
@@ -283,6 +285,7 @@ def build_plan(
         )
     city = city_factor_of(card) if profile.needs_city_factor else None
     factors = CardFactors(bytes(card_factor), city)
+    card = _signed_clinical_records(profile, card, security)
     builder = _Builder(profile, card, factors, security, read_back)
     steps = builder.run()
     try:
@@ -290,6 +293,36 @@ def build_plan(
     except SecurityModuleError as exc:  # pragma: no cover - defensive
         raise SecurityModuleUnsuitable(str(exc)) from None
     return Plan(profile, bytes(card_factor), city, tuple(steps), erase, card)
+
+
+def _signed_clinical_records(
+    profile: Profile, card: CardData, security: SecurityModule
+) -> CardData:
+    """The record with every in/out-patient record signed the SAM way (a signature that
+    already verifies is kept); a module that cannot sign is refused before any card I/O.
+    Profiles whose EE/ED files hold only the data part (8K variants) store no signature."""
+    signed: dict[str, Any] = {}
+    for field_name, first_file in (("inpatient", "DF03/EE01"), ("outpatient", "DF03/ED01")):
+        records = getattr(card, field_name)
+        if not any(r is not None for r in records) or not _stores_signature(profile, first_file):
+            continue
+        try:
+            signed[field_name] = tuple(
+                None if r is None else signed_record(r, security) for r in records
+            )
+        except SecurityModuleError as exc:
+            raise SecurityModuleUnsuitable(
+                f"the record holds {field_name} records, which must carry the SAM's SM2 "
+                f"signature, and security module {security.name} cannot sign them ({exc})"
+            ) from None
+    return dataclasses.replace(card, **signed) if signed else card
+
+
+def _stores_signature(profile: Profile, path: str) -> bool:
+    """True when the profile's record file has room for the signature and certificate."""
+    f = profile.file(path)
+    cls = InpatientRecord if "/EE" in path else OutpatientRecord
+    return f is not None and (f.size or 0) > cls.data_length()
 
 
 def _alg(cipher: BlockCipher) -> str:

@@ -27,8 +27,16 @@ from typing import Any, Literal
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.command import CommandApdu
 from healthcard_apdu.apdu.response import ResponseApdu
+from healthcard_apdu.card.signing import valid_signature
 from healthcard_apdu.crypto import challenge_iv, ecb_encrypt
-from healthcard_apdu.model import CardData, CyclicFile, FileValue, ModelError
+from healthcard_apdu.model import (
+    CardData,
+    CyclicFile,
+    FileValue,
+    InpatientRecord,
+    ModelError,
+    OutpatientRecord,
+)
 from healthcard_apdu.perso.errors import PersoError
 from healthcard_apdu.perso.execute import CountingTransport, card_factor_of
 from healthcard_apdu.perso.plan import RK_PLAIN
@@ -479,6 +487,20 @@ class _Verifier:
 
     def compare_binary(self, f: FileProfile, content: Any, got: bytes) -> None:
         expected = file_image(f, content)
+        if (
+            isinstance(content, InpatientRecord | OutpatientRecord)
+            and len(expected) > type(content).data_length()  # the file stores a signature
+            and not valid_signature(content)
+        ):
+            # Personalization signed this record: its data must be the record's, and the
+            # signature and certificate on the card must verify over that data.
+            size = type(content).data_length()
+            expected = expected[:size] + got[size : len(expected)]
+            if got == expected and not _signature_verifies(type(content), got):
+                self.report.differences.append(DataDifference(
+                    f.path, "the SM2 signature on the card does not verify over the record's "
+                    "data (items 211/212 or 383/384)"))
+                return
         if got == expected:
             return
         cls = type(content)
@@ -548,6 +570,13 @@ def _expected_records(content: Any) -> dict[int, bytes]:
     if isinstance(content, CyclicFile):
         return {n: e.to_bytes() for n, e in enumerate(content.entries, start=1)}
     return dict(content.to_records())
+
+
+def _signature_verifies(cls: type[InpatientRecord] | type[OutpatientRecord], raw: bytes) -> bool:
+    try:
+        return valid_signature(cls.from_bytes(raw))
+    except ModelError:
+        return False
 
 
 def verify_card(

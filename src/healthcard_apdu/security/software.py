@@ -58,7 +58,8 @@ class SoftwareSecurityModule(SecurityModule):
             raise UnsupportedOperation(f"security module {self.name}: key set has no SM2 key")
         if len(digest) != 32:
             raise SecurityModuleError(f"SM2 digest must be 32 bytes, got {len(digest)}")
-        return sm2_sign_digest(self._keyset.sm2_private, digest)
+        # RFC 6979 nonces: the same record always gets the same signature (pure perso plans).
+        return sm2_sign_digest(self._keyset.sm2_private, digest, deterministic=True)
 
     def certificate(self) -> bytes:
         if self._keyset.certificate is None:
