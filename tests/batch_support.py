@@ -460,3 +460,36 @@ def state_counter(journal: str) -> Callable[[], dict[str, int]]:
             return {}
 
     return sqlite_counts
+
+
+def kill_9_when(command: list[str], env: Mapping[str, str], counts: Callable[[], dict[str, int]],
+                ready: Callable[[dict[str, int]], bool], *, timeout: float) -> dict[str, int]:
+    """Start the runner ``command``, ``kill -9`` it once ``ready(counts())`` holds, and return
+    the journal's state counts at the kill. Fails the test if the runner ends or never gets
+    there in ``timeout`` seconds."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import pytest
+
+    proc = subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready(counts()):
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        else:
+            pytest.fail("the runner never got going")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    return counts()

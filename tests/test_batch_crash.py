@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from batch_support import (
     check_invariants,
     drop_pg_database,
     fresh_pg_database,
+    kill_9_when,
     pg_server,
     state_counter,
     valid_row,
@@ -51,26 +50,11 @@ def test_kill_9_mid_batch_then_resume(tmp_path: Path, journal_target: str) -> No
     residents = write_csv(tmp_path / "residents.csv", [valid_row(i) for i in range(rows)])
     pool = tmp_path / "cards"
     counts = state_counter(journal_target)
-    proc = subprocess.Popen(_command(residents, journal_target, pool, "st1", 3, 115200),
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            now = counts()
-            if now.get("issued", 0) >= 8 and now.get("personalizing", 0) >= 1:
-                break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.02)
-        else:
-            pytest.fail("the runner never got going")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    at_kill = counts()
+    at_kill = kill_9_when(
+        _command(residents, journal_target, pool, "st1", 3, 115200), _env(), counts,
+        lambda now: now.get("issued", 0) >= 8 and now.get("personalizing", 0) >= 1,
+        timeout=60,
+    )
     assert at_kill.get("claimed", 0) + at_kill.get("personalizing", 0) >= 1, at_kill
     assert at_kill.get("issued", 0) < rows
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from batch_support import (
     FaultSchedule,
     SimStore,
     check_invariants,
+    kill_9_when,
     perso_card_reader,
     perso_issuer,
     perso_keyset,
@@ -388,26 +387,11 @@ def test_kill_9_mid_batch_then_resume_with_the_real_issuer(tmp_path: Path,
     pool = tmp_path / "cards"
     counts = state_counter(journal_target)
     # 115200 bd with real sleep: about 2 s per card, so the kill finds cards mid-issuance
-    proc = subprocess.Popen(_command(residents, journal_target, pool, keys, 115200),
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            now = counts()
-            if now.get("issued", 0) >= 4 and now.get("personalizing", 0) >= 2:
-                break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.02)
-        else:
-            pytest.fail("the runner never got going")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    at_kill = counts()
+    at_kill = kill_9_when(
+        _command(residents, journal_target, pool, keys, 115200), _env(), counts,
+        lambda now: now.get("issued", 0) >= 4 and now.get("personalizing", 0) >= 2,
+        timeout=90,
+    )
     assert at_kill.get("personalizing", 0) >= 1, at_kill
     assert at_kill.get("issued", 0) < rows
 
