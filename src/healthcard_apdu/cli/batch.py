@@ -35,9 +35,9 @@ from healthcard_apdu.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    die,
     emit,
     exit_on_errors,
-    fail,
 )
 from healthcard_apdu.cli.options import pop_security_options, security_options
 
@@ -153,9 +153,9 @@ def run_command(residents: str, profile: str | None, readers: tuple[str, ...],
             click.echo("\n".join(summary.lines()))
         sys.exit(EXIT_OK if summary.complete else EXIT_FAILED)
     except BatchError as exc:
-        fail(str(exc), EXIT_USAGE)
+        die(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
-        fail("aborted; the journal is consistent: run again to recover and continue",
+        die("aborted; the journal is consistent: run again to recover and continue",
              EXIT_INTERRUPTED)
 
 
@@ -209,7 +209,7 @@ def status_command(residents: str | None, journal: str | None, batch_name: str |
     """Rows per state, failures and cards that need erasing, per batch."""
     target = _journal_target(journal, residents)
     if not is_postgres_target(target) and not Path(target).exists():
-        fail(f"no journal at {target}", EXIT_USAGE)
+        die(f"no journal at {target}", EXIT_USAGE)
     try:
         with Journal.open(target, migrate=False) as jnl:
             infos = jnl.batches()
@@ -218,7 +218,7 @@ def status_command(residents: str | None, journal: str | None, batch_name: str |
             if batch_name is not None:
                 infos = [i for i in infos if i.name == batch_name]
                 if not infos:
-                    fail(f"no batch {batch_name!r} in {jnl.describe()}", EXIT_USAGE)
+                    die(f"no batch {batch_name!r} in {jnl.describe()}", EXIT_USAGE)
             out: list[dict[str, Any]] = []
             for info in infos:
                 entry: dict[str, Any] = {
@@ -237,7 +237,7 @@ def status_command(residents: str | None, journal: str | None, batch_name: str |
                     entry["events"] = jnl.events(info.name)[-show_events:]
                 out.append(entry)
     except BatchError as exc:
-        fail(str(exc), EXIT_USAGE)
+        die(str(exc), EXIT_USAGE)
     if as_json:
         emit(out, True)
         return
@@ -269,7 +269,7 @@ def void_command(chip_serial: str, journal: str, reason: str) -> None:
         with Journal.open(journal) as jnl:
             row = jnl.void_card(chip_serial.upper(), reason)
     except BatchError as exc:
-        fail(str(exc), EXIT_USAGE)
+        die(str(exc), EXIT_USAGE)
     if row is None:
         click.echo(f"card {chip_serial.upper()} is not bound to any row; remembered as void")
     else:
@@ -285,10 +285,10 @@ def recover_command(journal: str, station: str) -> None:
     try:
         with Journal.open(journal) as jnl:
             if jnl.station_alive(station):
-                fail(f"station {station!r} is still running", EXIT_USAGE)
+                die(f"station {station!r} is still running", EXIT_USAGE)
             counts = jnl.recover_station(station)
     except BatchError as exc:
-        fail(str(exc), EXIT_USAGE)
+        die(str(exc), EXIT_USAGE)
     click.echo(f"station {station!r}: {counts['requeued']} claims queued again, "
                f"{counts['needs_erase']} cards need erasing (insert them at any station)")
 

@@ -96,13 +96,7 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
-def fail(message: str, code: int) -> None:
+def die(message: str, code: int) -> NoReturn:
     """Print an error to stderr and exit with ``code``."""
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
-
-
-def die(message: str, code: int) -> NoReturn:
-    """:func:`fail`, typed as never returning."""
-    fail(message, code)
-    raise SystemExit(code)  # fail() exits; this keeps type checkers informed

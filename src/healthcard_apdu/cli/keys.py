@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from healthcard_apdu.app.connect import env_secret
-from healthcard_apdu.cli.common import EXIT_SECURITY, EXIT_USAGE, emit, fail
+from healthcard_apdu.cli.common import EXIT_USAGE, die, emit, exit_on_errors
 from healthcard_apdu.cli.options import hidden_prompt, passphrase_env_option, pkcs11_options
 from healthcard_apdu.crypto import BlockCipher
-from healthcard_apdu.security.errors import SecurityModuleError
 from healthcard_apdu.security.keyset import (
     FILE_FORMAT,
     KeySet,
@@ -30,19 +27,6 @@ from healthcard_apdu.security.keyset import (
 from healthcard_apdu.security.keyspec import DEFAULT_ROLES, STANDARD_KEY_SPECS
 
 _ALGORITHMS = {"sm4": BlockCipher.SM4, "3des": BlockCipher.TDES}
-
-
-def _die(message: str, code: int) -> NoReturn:
-    fail(message, code)
-    raise SystemExit(code)  # fail() exits; this keeps type checkers informed
-
-
-@contextmanager
-def _security_errors() -> Iterator[None]:
-    try:
-        yield
-    except SecurityModuleError as exc:
-        _die(str(exc), EXIT_SECURITY)
 
 
 def _passphrase(env: str, *, confirm: bool) -> str:
@@ -72,7 +56,7 @@ def _kcv_rows(algorithm: BlockCipher, kcvs: dict[str, str]) -> list[dict[str, An
 
 def _check_new(path: Path, force: bool) -> None:
     if path.exists() and not force:
-        _die(f"{path} exists; use --force to replace it", EXIT_USAGE)
+        die(f"{path} exists; use --force to replace it", EXIT_USAGE)
 
 
 def _load_source(source: Path, passphrase_env: str) -> KeySet:
@@ -80,11 +64,11 @@ def _load_source(source: Path, passphrase_env: str) -> KeySet:
     try:
         document = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        _die(f"{source}: not a readable JSON key file ({exc.__class__.__name__})", EXIT_USAGE)
+        die(f"{source}: not a readable JSON key file ({exc.__class__.__name__})", EXIT_USAGE)
     if isinstance(document, dict) and document.get("format") == FILE_FORMAT:
         return KeySet.load(source, _passphrase(passphrase_env, confirm=False))
     if not isinstance(document, dict):
-        _die(f"{source}: expected a JSON object", EXIT_USAGE)
+        die(f"{source}: expected a JSON object", EXIT_USAGE)
     return KeySet.from_plain_dict(document, str(source))
 
 
@@ -149,10 +133,10 @@ def generate_command(
     The SAM PIN of a new key set is 123456 (the test PIN of the simulated SAM).
     """
     selected = roles or DEFAULT_ROLES
-    with _security_errors():
+    with exit_on_errors():
         if pkcs11_token:
             if out is not None:
-                _die("give either OUT or --pkcs11-token, not both", EXIT_USAGE)
+                die("give either OUT or --pkcs11-token, not both", EXIT_USAGE)
             module = _open_token(pkcs11_token, pkcs11_module, pkcs11_pin_env)
             try:
                 kcvs = module.generate_keys(selected, replace=force)
@@ -161,7 +145,7 @@ def generate_command(
             emit(_kcv_rows(BlockCipher.TDES, kcvs), as_json)
             return
         if out is None:
-            _die("give OUT (key file) or --pkcs11-token", EXIT_USAGE)
+            die("give OUT (key file) or --pkcs11-token", EXIT_USAGE)
         _check_new(out, force)
         keyset = KeySet.generate(selected, _ALGORITHMS[algorithm], with_sm2=not no_sm2)
         keyset.save(out, _passphrase(passphrase_env, confirm=True), kdf=kdf)
@@ -190,11 +174,11 @@ def import_command(
     SOURCE is a plaintext key JSON ({"algorithm": "sm4"|"3des", "keys": {ROLE: HEX}}, optional
     "kcv" per key is checked) or an encrypted key file (for loading a 3DES set into a token).
     """
-    with _security_errors():
+    with exit_on_errors():
         keyset = _load_source(source, passphrase_env)
         if pkcs11_token:
             if out is not None:
-                _die("give either OUT or --pkcs11-token, not both", EXIT_USAGE)
+                die("give either OUT or --pkcs11-token, not both", EXIT_USAGE)
             module = _open_token(pkcs11_token, pkcs11_module, pkcs11_pin_env)
             try:
                 kcvs = module.import_keyset(keyset, replace=force)
@@ -203,7 +187,7 @@ def import_command(
             emit(_kcv_rows(keyset.algorithm, kcvs), as_json)
             return
         if out is None:
-            _die("give OUT (key file) or --pkcs11-token", EXIT_USAGE)
+            die("give OUT (key file) or --pkcs11-token", EXIT_USAGE)
         _check_new(out, force)
         keyset.save(out, _passphrase(passphrase_env, confirm=True))
         emit(_kcv_rows(keyset.algorithm, keyset.key_check_values()), as_json)
@@ -223,7 +207,7 @@ def list_command(
     pkcs11_pin_env: str,
 ) -> None:
     """List roles and key check values (no passphrase needed for a key file)."""
-    with _security_errors():
+    with exit_on_errors():
         if pkcs11_token:
             module = _open_token(pkcs11_token, pkcs11_module, pkcs11_pin_env)
             try:
@@ -232,7 +216,7 @@ def list_command(
                 module.close()
             return
         if keyfile is None:
-            _die("give KEYFILE or --pkcs11-token", EXIT_USAGE)
+            die("give KEYFILE or --pkcs11-token", EXIT_USAGE)
         algorithm, kcvs = read_key_check_values(keyfile)
         emit(_kcv_rows(algorithm, kcvs), as_json)
 
@@ -267,14 +251,14 @@ def export_command(
 ) -> None:
     """Export master keys IN CLEAR to a file, for the simulated SAM (tests, development)."""
     if not acknowledged:
-        _die(
+        die(
             "export writes every master key in clear; add --i-understand-this-exports-keys",
             EXIT_USAGE,
         )
     if str(out) == "-":
-        _die("export never writes keys to standard output; give a file with --out", EXIT_USAGE)
+        die("export never writes keys to standard output; give a file with --out", EXIT_USAGE)
     _check_new(out, force)
-    with _security_errors():
+    with exit_on_errors():
         keyset = KeySet.load(keyfile, _passphrase(passphrase_env, confirm=False))
         from healthcard_apdu.security.export import simulator_sam_document
 
