@@ -9,6 +9,7 @@ import click
 # (module, attribute) of each click command or group, in help order.
 SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("healthcard_apdu.cli.demo", "demo_command"),
+    ("healthcard_apdu.cli.doctor", "doctor_command"),
     ("healthcard_apdu.cli.perso", "personalize_command"),
     ("healthcard_apdu.cli.perso", "verify_command"),
     ("healthcard_apdu.cli.card", "read_command"),
