@@ -122,6 +122,22 @@ def test_unreadable_key_file_exits_4(files: dict[str, Path]) -> None:
     assert code == 4, output
 
 
+def test_refused_sam_pin_exits_4_before_any_case(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from healthcard_apdu.security.export import simulator_sam_document
+
+    sam = files["dir"] / "sam.json"
+    sam.write_text(json.dumps(simulator_sam_document(keyset())))
+    monkeypatch.setenv("HEALTHCARD_SAM_PIN", "999999")
+    out = files["dir"] / "out"
+    code, output = _run("--sim-card", files["card"], "--profile", PROFILE, "--sim-sam", sam,
+                        "--report", out, "--group", "sm")
+    assert code == 4, output
+    assert "PIN refused" in output and "999999" not in output
+    assert not (out / "report.json").exists()
+
+
 @pytest.mark.pcsc
 def test_run_through_a_pcsc_reader(files: dict[str, Path], vpcd_slot: Any) -> None:
     """The simulated card served on a vpcd reader: same verdicts, tearing not applicable."""

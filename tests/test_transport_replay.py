@@ -73,6 +73,26 @@ def test_transcript_end_and_unsent_steps_are_reported() -> None:
         replay.transmit(bytes.fromhex("00A40000023F00"))
 
 
+def test_steps_are_the_recorded_exchange_numbers_of_a_trace_segment() -> None:
+    # a segment cut from a longer trace (as conformance replays do): the step named in a
+    # mismatch must be the trace's "n", so that it points at the right line of the file
+    replay = ReplayTransport.from_records(
+        [
+            {"event": "reset", "atr": "3B00"},
+            {"n": 5, "command": "00A40000023F00", "response": "9000"},
+            {"n": 6, "command": "00A4000002DF01", "response": "9000"},
+        ]
+    )
+    replay.reset()
+    replay.transmit(bytes.fromhex("00A40000023F00"))
+    with pytest.raises(ReplayMismatch, match="replay step 6: command differs") as info:
+        replay.transmit(bytes.fromhex("00A4000002DF02"))
+    assert info.value.step == 6
+    replay.transmit(bytes.fromhex("00A4000002DF01"))
+    with pytest.raises(ReplayMismatch, match="step 7: transcript has ended"):
+        replay.transmit(bytes.fromhex("00A40000023F00"))
+
+
 def test_channel_over_replay_reports_the_step_of_a_get_response() -> None:
     replay = _replay(("00A40000023F0000", "6104"), ("00C0000004", "6F0283029000"))
     channel = Channel(replay)

@@ -145,8 +145,13 @@ def run_command(legacy_sim: Path | None, replay: Path | None, profile: str | Non
     if replay is None:
         check_card_options(card, required=True)
     with exit_on_errors(), ExitStack() as stack:
-        module = stack.enter_context(open_security(
-            security, algorithm=_profile_algorithm(profile), plain_keys=True)).module
+        opened = stack.enter_context(open_security(
+            security, algorithm=_profile_algorithm(profile), plain_keys=True))
+        module = opened.module
+        if opened.sam is not None:
+            # A refused PSAM PIN means the module cannot be used (exit 4), not that every
+            # case errs. The PIN is verified once here, as it would be by the first case.
+            opened.sam.security.unlock()
         report_dir.mkdir(parents=True, exist_ok=True)
         trace = report_dir / ("replay-trace.jsonl" if replay is not None else "trace.jsonl")
         try:

@@ -68,7 +68,12 @@ def _clean_hex(value: object, where: str, *, wildcard: bool) -> str:
 def steps_from_records(
     records: Iterable[Mapping[str, object]], source: str = "trace"
 ) -> list[ReplayStep]:
-    """Turn trace records into replay steps; exchanges are numbered from 1 in order."""
+    """Turn trace records into replay steps.
+
+    A step's number is the record's exchange number ``n`` (so a mismatch in a segment cut from
+    a longer trace names the right line); records without a usable ``n`` count on from the
+    previous step (from 1).
+    """
     steps: list[ReplayStep] = []
     number = 0
     for index, record in enumerate(records, 1):
@@ -83,7 +88,11 @@ def steps_from_records(
             continue
         if "command" not in record:
             raise TransportError(f"{where}: neither an exchange nor an event")
-        number += 1
+        recorded = record.get("n")
+        if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > number:
+            number = recorded
+        else:
+            number += 1
         command = _clean_hex(record["command"], f"{where} command", wildcard=True)
         name = str(record.get("name", ""))
         if "error" in record:
@@ -179,7 +188,7 @@ class ReplayTransport(Transport):
             raise TransportError(f"{self._name}: transport is closed")
         raw = bytes(apdu)
         if self._pos >= len(self._steps):
-            number = sum(1 for s in self._steps if not s.reset) + 1
+            number = max((s.number for s in self._steps if not s.reset), default=0) + 1
             raise ReplayMismatch(number, "", _masked_got(raw, ""), "transcript has ended")
         step = self._steps[self._pos]
         if step.reset:
