@@ -231,3 +231,12 @@ def test_state_lost_behind_the_card_objects_back_is_recovered_after_one_error() 
         rec.sent.clear()
         assert card.read_holder() == holder
         assert _selects(rec)[:2] == ["3F00", "DDF1"] and _auths(rec) == ["04"]
+
+
+def test_error_context_is_not_repeated() -> None:
+    from healthcard_apdu.apdu.errors import NotFound
+    from healthcard_apdu.card.errors import in_context
+
+    exc = NotFound(0x6A82, "SELECT DDF1", "file not found")
+    assert str(in_context(exc, "SELECT DDF1")) == "SELECT DDF1: SW 6A82 file not found"
+    assert str(in_context(exc, "DDF1/EF06")).startswith("DDF1/EF06: SELECT DDF1: SW 6A82")

@@ -63,5 +63,7 @@ class ConnectOptionsError(CardOperationError, ValueError):
 
 
 def in_context(exc: CardError, where: str) -> CardError:
-    """A copy of ``exc`` (same class, SW and tries left) whose message starts with ``where``."""
-    return type(exc)(exc.sw, f"{where}: {exc.command}", exc.meaning, exc.retries_left)
+    """A copy of ``exc`` (same class, SW and tries left) whose message starts with ``where``
+    (once: not again when the command's own name already says it)."""
+    command = exc.command if exc.command == where else f"{where}: {exc.command}"
+    return type(exc)(exc.sw, command, exc.meaning, exc.retries_left)
