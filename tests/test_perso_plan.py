@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -209,6 +210,19 @@ def test_invalid_record_and_wrong_module_are_refused_before_the_card() -> None:
 
     with pytest.raises(SecurityModuleUnsuitable, match="cannot derive the card key MK_MF"):
         build_plan(profile, model.sample_resident(), CARD_FACTOR, NoDerive(keyset()))
+
+
+def test_every_key_missing_from_the_key_set_is_reported_before_the_card() -> None:
+    profile = load_profile("national-32k")
+    full = keyset()
+    partial = dataclasses.replace(full, keys={role: key for role, key in full.keys.items()
+                                              if role not in ("UK1_DF01", "RK1_DF02")})
+    resident = model.sample_resident()
+    with _io_events() as events, pytest.raises(SecurityModuleUnsuitable) as caught:
+        build_plan(profile, resident, CARD_FACTOR, SoftwareSecurityModule(partial))
+    assert "2 key(s)" in str(caught.value)
+    assert "'UK1_DF01'" in str(caught.value) and "'RK1_DF02'" in str(caught.value)
+    assert events == []
 
 
 # --- the chunking that defines the binary minimum ------------------------------------------

@@ -207,6 +207,9 @@ def test_unprotect_rejects_wrong_mac_and_wrong_key() -> None:
         unprotect(session, protected.with_cla(0x00))
     with pytest.raises(SecureMessagingFormatError, match="blocks"):
         unprotect(session, CommandApdu(0x04, 0xDC, 1, 4, bytes(10)))
+    # an extended-length command: Lc' of the MAC input would not fit its one byte
+    with pytest.raises(SecureMessagingFormatError, match="292 data bytes"):
+        unprotect(session, CommandApdu(0x04, 0xDC, 1, 4, bytes(288 + 4)))
 
 
 def test_protect_rejects_plaintext_too_long_for_short_apdu() -> None:

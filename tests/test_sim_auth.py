@@ -198,6 +198,29 @@ def test_challenge_is_valid_for_the_next_command_only() -> None:
     assert ch("0082000511 0000000000000000 1122334455667788 01")[1] == 0x63CE
 
 
+def test_a_malformed_apdu_also_uses_up_the_challenge() -> None:
+    ch = issued()
+    ch.select_path("DDF1")
+    chal = ch.challenge()
+    assert ch.raw("00A4000005AABB")[1] == 0x6700  # Lc disagrees with the length
+    assert ch(ext_auth("RK1_DDF1", TRACE_CARD_FACTOR, chal))[1] == 0x6985
+
+
+def test_extended_length_protected_commands_are_refused_not_crashed() -> None:
+    """Lc' of the MAC input is one byte: a host sending an extended-length SM command gets
+    6700 instead of a simulator exception."""
+    ch = fmcos_card("0102030405060708", "0102030405060708")
+    assert ch(write_key_plain(0x02, 0x36, 0xF0, 0xF0, 0xFF, 0x33, bytes(16)))[1] == 0x9000
+    assert ch(write_key_plain(0x00, 0x39, 0xF0, 0xF0, 0x0A, 0x33, bytes(16)))[1] == 0x9000
+    assert ch("80E0000507 280200F0F0FFFF")[1] == 0x9000
+    assert ch("00A40000020005")[1] == 0x9000
+    body = bytes(288 + 4)  # 18 SM4 blocks + MAC: well formed apart from its length
+    for header in ("04D60000", "84D40100"):
+        ch.challenge()
+        raw = bytes.fromhex(header) + b"\x00" + len(body).to_bytes(2, "big") + body
+        assert ch.raw(raw)[1] == 0x6700
+
+
 def test_external_auth_errors() -> None:
     ch = issued()
     ch.select_path("DDF1")

@@ -228,11 +228,18 @@ def test_key_file_errors(tmp_path: Path) -> None:
         ({"files": {"EF15": "00"}}, "must be 14"),
         ({"algorithm": "AES"}, "unknown algorithm"),
         ({"keys": [{"index": "2A", "key": "00" * 16, "kcv": "000000"}]}, "check value"),
+        ({"serial": "not hex"}, "malformed"),
+        ({"pin_tries": "three"}, "malformed"),
+        ({"files": {"EF15": "zz"}}, "malformed"),
+        ({"keys": 5}, "malformed"),
+        ({"keys": [{"index": "2A", "key": "00" * 16, "usage": "zz"}]}, "malformed"),
+        ({"sm2_private_key": "3945208F7B2144B1X"}, "sm2_private_key is not hex"),
     ]
     for change, message in cases:
         spec = {**good, **change}
-        with pytest.raises(ImageError, match=message):
+        with pytest.raises(ImageError, match=message) as caught:
             sam_state_from_json(spec)
+        assert "3945208F7B2144B1" not in str(caught.value)  # never echo a private key
     kcv = key_check_value(BlockCipher.SM4, bytes(16)).hex()
     sam_state_from_json({**good, "keys": [{"index": "2A", "key": "00" * 16, "kcv": kcv}]})
     path = write_sam_key_file(tmp_path / "sam.json")

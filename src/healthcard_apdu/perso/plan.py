@@ -39,7 +39,11 @@ from healthcard_apdu.perso.profile import (
     file_image,
 )
 from healthcard_apdu.security import CardFactors, SecurityModule
-from healthcard_apdu.security.errors import SecurityModuleError, UnsupportedOperation
+from healthcard_apdu.security.errors import (
+    SecurityModuleError,
+    UnknownKeyRole,
+    UnsupportedOperation,
+)
 from healthcard_apdu.transport.trace import Range, mask_hex, wire_data_offset
 
 __all__ = [
@@ -288,6 +292,11 @@ def build_plan(
     card = _signed_clinical_records(profile, card, security)
     builder = _Builder(profile, card, factors, security, read_back)
     steps = builder.run()
+    if builder.unavailable:
+        raise SecurityModuleUnsuitable(
+            f"security module {security.name} lacks {len(builder.unavailable)} key(s) the "
+            f"profile writes: " + "; ".join(builder.unavailable)
+        )
     try:
         erase = erase_steps(profile, factors, security)
     except SecurityModuleError as exc:  # pragma: no cover - defensive
@@ -352,6 +361,8 @@ class _Builder:
         self.contents = {ef.path: content for ef, content in card.file_contents()}
         self.steps: list[Step] = []
         self.current = "MF"
+        #: Keys the security module does not hold (all reported together by build_plan).
+        self.unavailable: list[str] = []
 
     def run(self) -> list[Step]:
         for df in self.profile.dfs:
@@ -400,7 +411,11 @@ class _Builder:
         self._data(df)
 
     def _write_key(self, key: KeyProfile) -> Step:
-        value = _card_key(self.security, key, self.factors)
+        try:
+            value = _card_key(self.security, key, self.factors)
+        except UnknownKeyRole as exc:
+            self.unavailable.append(str(exc))
+            value = bytes(16)  # placeholder: build_plan raises before the plan is returned
         header = key.header()
         name = f"{key.df}: WRITE KEY {key.role} (type {key.type_byte:02X}, KID {key.kid:02X})"
         command = _named(commands.write_key(0x01, key.kid, header + value), name)

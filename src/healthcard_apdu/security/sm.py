@@ -94,7 +94,7 @@ def unprotect(session: DecryptingSession, command: CommandApdu) -> CommandApdu:
         raise SecureMessagingFormatError(f"{label}: CLA {command.cla:02X} has no SM bit (04)")
     data = command.data
     encrypted, mac = data[:-MAC_LENGTH], data[-MAC_LENGTH:]
-    if len(data) <= MAC_LENGTH or len(encrypted) % block:
+    if len(data) <= MAC_LENGTH or len(data) > _MAX_LC or len(encrypted) % block:
         raise SecureMessagingFormatError(
             f"{label}: {len(data)} data bytes are not ciphertext ({block}-byte blocks) + 4-byte MAC"
         )

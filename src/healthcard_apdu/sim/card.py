@@ -91,6 +91,9 @@ class _SimDevice:
     def _prepare_tear(self) -> None:
         """Called before an APDU that will tear: make sure its writes can be rolled back."""
 
+    def _command_refused(self) -> None:
+        """A malformed APDU was answered 6700: it still counts as the "next command"."""
+
     def _cost(self) -> OpCost:
         raise NotImplementedError
 
@@ -198,6 +201,7 @@ class _SimDevice:
             cmd = CommandApdu.from_bytes(raw)
         except ApduFormatError:
             self._shaper.clear()
+            self._command_refused()
             return b"", 0x6700
         if cmd.ins == 0xC0 and cmd.cla == 0x00:
             if self._endless:
@@ -305,6 +309,9 @@ class SimCard(_SimDevice):
 
     def _execute(self, cmd: CommandApdu) -> tuple[bytes, int]:
         return self.os.execute(cmd)
+
+    def _command_refused(self) -> None:
+        self.os.challenge = None  # a challenge is valid for the next command only
 
     def _reset_session(self) -> None:
         self.os.reset_session()

@@ -61,6 +61,8 @@ KID_STK = 0x02
 KID_LOCK = 0x03
 #: Health-card EXTERNAL / INTERNAL AUTHENTICATE data length: crypt(8) || A(8) || version.
 HEALTH_AUTH_LEN = 0x11
+#: Secure-messaging commands are short APDUs: Lc' is one byte of the MAC input.
+_MAX_SHORT_LC = 0xFF
 #: EF type bytes accepted by CREATE FILE (low six bits; 0x40 / 0x80 are protection bits).
 _EF_KINDS = {kind.value: kind for kind in EfKind}
 _DF_TYPE = 0x38
@@ -205,6 +207,8 @@ class UserCardOS:
             return b"", 0x6A88
         cipher = self._cipher(stk.value)
         body, mac = cmd.data[:-4], cmd.data[-4:]
+        if len(cmd.data) > _MAX_SHORT_LC:  # Lc' is one byte of the MAC input
+            return b"", 0x6700
         if len(cmd.data) < 4 + cipher.block_size or len(body) % cipher.block_size:
             return b"", 0x6988
         header = bytes((cmd.cla, cmd.ins, cmd.p1, cmd.p2, len(cmd.data)))
@@ -783,6 +787,8 @@ class UserCardOS:
             return b"", 0x6983
         cipher = self._cipher(master.value)
         body, mac = cmd.data[:-4], cmd.data[-4:]
+        if len(cmd.data) > _MAX_SHORT_LC:  # Lc' is one byte of the MAC input
+            return b"", 0x6700
         if len(cmd.data) < 4 + cipher.block_size or len(body) % cipher.block_size:
             return b"", 0x6700
         if chal is None or len(chal) > cipher.block_size:

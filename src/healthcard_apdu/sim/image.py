@@ -186,6 +186,16 @@ def _node_from_json(obj: dict[str, Any], where: str) -> Df | Ef:
 
 
 def image_from_json(obj: dict[str, Any], where: str = "image") -> CardImage:
+    """Parse a card image; any malformed part raises :class:`ImageError`."""
+    try:
+        return _image_from_json(obj, where)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        # Not the exception text: it could quote image content (keys are stored in clear).
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else type(exc).__name__
+        raise ImageError(f"{where}: malformed image ({detail})") from None
+
+
+def _image_from_json(obj: dict[str, Any], where: str) -> CardImage:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ImageError(f"{where}: not a {FORMAT} image")
     protocol = obj.get("protocol", "T=1")

@@ -134,7 +134,17 @@ def _cipher_field(value: object, where: str) -> BlockCipher:
 
 
 def sam_state_from_json(obj: dict[str, Any], where: str = "SAM key file") -> SamState:
-    """Parse a SAM key file (see docs/sim.md)."""
+    """Parse a SAM key file (see docs/sim.md); any malformed field raises :class:`ImageError`."""
+    try:
+        return _sam_state_from_json(obj, where)
+    except (ValueError, TypeError, AttributeError) as exc:
+        # The message of int()/fromhex() may quote the bad text, e.g. a private key: omit it.
+        raise ImageError(
+            f"{where}: malformed field ({type(exc).__name__}; see docs/sim.md)"
+        ) from None
+
+
+def _sam_state_from_json(obj: dict[str, Any], where: str) -> SamState:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ImageError(f"{where}: not a {FORMAT} key file")
     default_cipher = _cipher_field(obj.get("algorithm", "SM4"), where)
@@ -161,7 +171,10 @@ def sam_state_from_json(obj: dict[str, Any], where: str = "SAM key file") -> Sam
         keys[index] = SamKey(index, value, None if usage is None else int(usage, 16),
                              str(entry.get("role", "")), cipher)
     sm2_hex = obj.get("sm2_private_key")
-    sm2_private = int(sm2_hex, 16) if sm2_hex else None
+    try:
+        sm2_private = int(sm2_hex, 16) if sm2_hex else None
+    except (ValueError, TypeError):
+        raise ImageError(f"{where}: sm2_private_key is not hex") from None
     try:
         if sm2_private is not None:
             sm2_public_key(sm2_private)
