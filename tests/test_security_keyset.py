@@ -200,3 +200,17 @@ def test_plain_dict_round_trip() -> None:
         keyset.certificate,
         keyset.sam_pin,
     )
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        ["not", "an", "object"],
+        {"algorithm": "sm4", "keys": {"MK_MF": "00" * 16}, "sm2_private": "00" * 32},
+        {"algorithm": "sm4", "keys": {"MK_MF": "00" * 16}, "sm2_private": "FF" * 32},
+    ],
+)
+def test_plain_key_data_that_is_not_a_key_set_is_a_key_file_error(document: object) -> None:
+    with pytest.raises(KeyFileError) as info:
+        KeySet.from_plain_dict(document, "plain.json")  # type: ignore[arg-type]
+    assert "plain.json" in str(info.value) and "FF" * 32 not in str(info.value)

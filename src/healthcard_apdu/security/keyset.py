@@ -28,7 +28,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from healthcard_apdu.crypto import BlockCipher, key_check_value, sm2_generate_private
+from healthcard_apdu.crypto import (
+    SM2P256V1,
+    BlockCipher,
+    key_check_value,
+    sm2_generate_private,
+)
 from healthcard_apdu.security.errors import KeyFileError, SecurityModuleError, UnknownKeyRole
 from healthcard_apdu.security.keyspec import DEFAULT_ROLES
 from healthcard_apdu.security.signing import build_certificate
@@ -190,6 +195,8 @@ class KeySet:
 
         A ``kcv`` given next to a key is checked. Errors name the source and the role only.
         """
+        if not isinstance(data, Mapping):
+            raise KeyFileError(f"{source}: expected a JSON object with 'algorithm' and 'keys'")
         try:
             algorithm = BlockCipher(str(data.get("algorithm", "sm4")).lower())
         except ValueError:
@@ -225,6 +232,8 @@ class KeySet:
         sm2_private = None
         if private is not None:
             sm2_private = int.from_bytes(_hex_field(private, f"{source}: sm2_private"), "big")
+            if not 1 <= sm2_private < SM2P256V1.n - 1:
+                raise KeyFileError(f"{source}: sm2_private is not a valid SM2 private key")
         certificate = None if cert is None else _hex_field(cert, f"{source}: certificate")
         return cls(algorithm, keys, pin, sm2_private, certificate)
 
