@@ -281,3 +281,21 @@ def test_simulated_sam_without_pin_cannot_sign() -> None:
     with pytest.raises(SamCommandError, match="SAM SM2 SIGN: SW 6982") as info:
         psam_no_pin.sign_digest(bytes(32))
     assert info.value.sw == 0x6982
+
+
+def test_an_interrupted_pin_verification_never_goes_on_without_the_pin() -> None:
+    class InterruptedSam(ScriptedSam):
+        def process(self, apdu: bytes) -> bytes:
+            if apdu.startswith(bytes.fromhex("0020")):
+                self.seen.append(apdu)
+                raise KeyboardInterrupt  # operator pressed Ctrl-C while the PIN was in flight
+            return super().process(apdu)
+
+    sam = InterruptedSam([("00A4000002DF01", "9000")])
+    module = PsamSecurityModule(Channel(InProcessTransport(sam)), pin="123456")
+    with pytest.raises(KeyboardInterrupt):
+        module.unlock()
+    sent = len(sam.seen)
+    with pytest.raises(SamPinError, match="interrupted"):
+        module.unlock()
+    assert len(sam.seen) == sent  # no second VERIFY, and no use of the SAM as if unlocked

@@ -400,6 +400,7 @@ class Pkcs11SecurityModule(SecurityModule):
                 handle = self._open().createObject(template)
                 kcvs[role] = self._kcv(handle)
                 if kcvs[role] != master.kcv:
+                    self._open().destroyObject(handle)  # never leave a wrong key in the token
                     raise SecurityModuleError(
                         f"PKCS#11 token KCV {kcvs[role]} of {role} differs from {master.kcv}"
                     )

@@ -186,6 +186,13 @@ class PsamSecurityModule(SecurityModule):
                     f"SAM {self.name}: PIN verification did not complete "
                     f"({type(exc).__name__}: {exc}); not retried"
                 )
+            except BaseException:
+                # whatever happened, the PIN was sent at most once and is gone: never go on
+                # without it as if it had been verified
+                self._failure = SamPinError(
+                    f"SAM {self.name}: PIN verification was interrupted; not retried"
+                )
+                raise
         self._ready = True
         log.debug("SAM %s unlocked", self.name)
 
