@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,45 @@ def _open_token(label: str, module_path: str | None, pin_env: str) -> Any:
     )
 
 
+def _saved(keyset: KeySet, path: Path, passphrase_env: str, kdf: str | None) -> KeySet:
+    """Write ``keyset`` encrypted to ``path`` (passphrase asked twice unless in the env)."""
+    passphrase = _passphrase(passphrase_env, confirm=True)
+    if kdf is None:
+        keyset.save(path, passphrase)
+    else:
+        keyset.save(path, passphrase, kdf=kdf)
+    return keyset
+
+
+def _store(
+    out: Path | None,
+    force: bool,
+    as_json: bool,
+    token: tuple[str | None, str | None, str],
+    *,
+    to_token: Callable[[Any], tuple[BlockCipher, dict[str, str]]],
+    to_file: Callable[[Path], KeySet],
+) -> None:
+    """Put keys into a PKCS#11 token (``token`` = label, module, PIN env) or a new key file
+    ``out`` (exactly one), then print the KCVs."""
+    label, module_path, pin_env = token
+    if label:
+        if out is not None:
+            die("give either OUT or --pkcs11-token, not both", EXIT_USAGE)
+        module = _open_token(label, module_path, pin_env)
+        try:
+            algorithm, kcvs = to_token(module)
+        finally:
+            module.close()
+        emit(_kcv_rows(algorithm, kcvs), as_json)
+        return
+    if out is None:
+        die("give OUT (key file) or --pkcs11-token", EXIT_USAGE)
+    _check_new(out, force)
+    keyset = to_file(out)
+    emit(_kcv_rows(keyset.algorithm, keyset.key_check_values()), as_json)
+
+
 @click.group("keys")
 def keys_group() -> None:
     """Master keys: generate, import, list KCVs, export for the simulated SAM."""
@@ -134,22 +174,16 @@ def generate_command(
     """
     selected = roles or DEFAULT_ROLES
     with exit_on_errors():
-        if pkcs11_token:
-            if out is not None:
-                die("give either OUT or --pkcs11-token, not both", EXIT_USAGE)
-            module = _open_token(pkcs11_token, pkcs11_module, pkcs11_pin_env)
-            try:
-                kcvs = module.generate_keys(selected, replace=force)
-            finally:
-                module.close()
-            emit(_kcv_rows(BlockCipher.TDES, kcvs), as_json)
-            return
-        if out is None:
-            die("give OUT (key file) or --pkcs11-token", EXIT_USAGE)
-        _check_new(out, force)
-        keyset = KeySet.generate(selected, _ALGORITHMS[algorithm], with_sm2=not no_sm2)
-        keyset.save(out, _passphrase(passphrase_env, confirm=True), kdf=kdf)
-        emit(_kcv_rows(keyset.algorithm, keyset.key_check_values()), as_json)
+        _store(
+            out, force, as_json, (pkcs11_token, pkcs11_module, pkcs11_pin_env),
+            to_token=lambda module: (
+                BlockCipher.TDES, module.generate_keys(selected, replace=force)
+            ),
+            to_file=lambda path: _saved(
+                KeySet.generate(selected, _ALGORITHMS[algorithm], with_sm2=not no_sm2),
+                path, passphrase_env, kdf,
+            ),
+        )
 
 
 @keys_group.command("import")
@@ -176,21 +210,13 @@ def import_command(
     """
     with exit_on_errors():
         keyset = _load_source(source, passphrase_env)
-        if pkcs11_token:
-            if out is not None:
-                die("give either OUT or --pkcs11-token, not both", EXIT_USAGE)
-            module = _open_token(pkcs11_token, pkcs11_module, pkcs11_pin_env)
-            try:
-                kcvs = module.import_keyset(keyset, replace=force)
-            finally:
-                module.close()
-            emit(_kcv_rows(keyset.algorithm, kcvs), as_json)
-            return
-        if out is None:
-            die("give OUT (key file) or --pkcs11-token", EXIT_USAGE)
-        _check_new(out, force)
-        keyset.save(out, _passphrase(passphrase_env, confirm=True))
-        emit(_kcv_rows(keyset.algorithm, keyset.key_check_values()), as_json)
+        _store(
+            out, force, as_json, (pkcs11_token, pkcs11_module, pkcs11_pin_env),
+            to_token=lambda module: (
+                keyset.algorithm, module.import_keyset(keyset, replace=force)
+            ),
+            to_file=lambda path: _saved(keyset, path, passphrase_env, None),
+        )
 
 
 @keys_group.command("list")

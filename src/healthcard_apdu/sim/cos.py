@@ -303,10 +303,7 @@ class UserCardOS:
     # --- binary files --------------------------------------------------------------------
 
     def _read_binary(self, cmd: CommandApdu, _chal: bytes | None) -> Result:
-        if cmd.p1 & 0x80:
-            sfi, offset = cmd.p1 & 0x1F, cmd.p2
-        else:
-            sfi, offset = 0, (cmd.p1 << 8) | cmd.p2
+        sfi, offset = _binary_address(cmd)
         ef, sw = self._ef_for(sfi, kinds_record=False)
         if ef is None:
             return b"", sw
@@ -322,10 +319,7 @@ class UserCardOS:
         return data, OK
 
     def _update_binary(self, cmd: CommandApdu, chal: bytes | None) -> Result:
-        if cmd.p1 & 0x80:
-            sfi, offset = cmd.p1 & 0x1F, cmd.p2
-        else:
-            sfi, offset = 0, (cmd.p1 << 8) | cmd.p2
+        sfi, offset = _binary_address(cmd)
         ef, sw = self._ef_for(sfi, kinds_record=False)
         if ef is None:
             return b"", sw
@@ -838,3 +832,10 @@ def _health_cryptogram(cipher: BlockCipher, session: bytes, plain: bytes) -> byt
     if cipher.block_size == 16:
         return xor_fold(ecb_encrypt(cipher, session, plain + bytes(8)))
     return ecb_encrypt(cipher, session, plain)
+
+
+def _binary_address(cmd: CommandApdu) -> tuple[int, int]:
+    """(SFI or 0 for the current EF, offset) of READ/UPDATE BINARY: P1 b8 set = SFI in P1."""
+    if cmd.p1 & 0x80:
+        return cmd.p1 & 0x1F, cmd.p2
+    return 0, (cmd.p1 << 8) | cmd.p2
