@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -84,13 +85,21 @@ def test_two_runners_share_one_postgres_queue(tmp_path: Path) -> None:
     try:
         rows = 100
         residents = write_csv(tmp_path / "residents.csv", [valid_row(i) for i in range(rows)])
-        procs = [
-            subprocess.Popen(_command(residents, dsn, tmp_path / f"cards-{station}", station,
-                                      2, 115200),
-                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-            for station in ("A", "B")
-        ]
+        def start(station: str) -> subprocess.Popen[str]:
+            return subprocess.Popen(
+                _command(residents, dsn, tmp_path / f"cards-{station}", station, 2, 115200),
+                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        # B starts once A has loaded the batch and is issuing, so both share a live queue
+        # (started together, one station could load the file while the other found no work)
+        counts_now = state_counter(dsn)
+        procs = [start("A")]
+        deadline = time.monotonic() + 60
+        while sum(counts_now().get(k, 0) for k in ("claimed", "personalizing", "issued")) < 1:
+            assert procs[0].poll() is None, procs[0].communicate()
+            assert time.monotonic() < deadline, "station A never started issuing"
+            time.sleep(0.02)
+        procs.append(start("B"))
         outputs = [proc.communicate(timeout=180) for proc in procs]
         for proc, (_out, err) in zip(procs, outputs, strict=True):
             assert proc.returncode in (0, 1), err  # 1: the other station was still busy
