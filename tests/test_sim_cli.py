@@ -39,6 +39,36 @@ def test_new_card_writes_a_blank_image(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "8 bytes" in bad.output
 
 
+def test_new_card_realism_options(tmp_path: Path) -> None:
+    """The knobs of a real card family end up in the image and in the card's behaviour."""
+    path = tmp_path / "real.json"
+    result = CliRunner().invoke(sim, [
+        "new-card", str(path), "--serial", "0081866B00001015", "--protocol", "T=0",
+        "--mf-bare-9000", "--ddf1-no-a5", "--record-le00", "--without-rk-keys",
+        "--without-internal-key"])
+    assert result.exit_code == 0, result.output
+    assert "0081866B00001015484301" in result.output  # factor first, then 5 bytes
+    image = load_image(path)
+    assert image.quirks.bare_select == {0x3F00} and image.quirks.fci_without_a5 == {0xDDF1}
+    assert image.quirks.record_le00
+    assert image.quirks.absent_external_keys == {0x04, 0x84}
+    assert image.quirks.absent_internal_keys == {0x00, 0x04}
+    saved = json.loads(path.read_text())
+    assert saved["quirks"]["bare_select"] == ["3F00"]
+    legacy = tmp_path / "legacy.json"
+    result = CliRunner().invoke(sim, ["new-card", str(legacy), "--serial", "0081866B00001015",
+                                      "--atr-layout", "factor-last"])
+    assert result.exit_code == 0 and SimCard.open(legacy).atr()[3:13] == bytes.fromhex(
+        "48430081866B00001015")
+    explicit = tmp_path / "explicit.json"
+    result = CliRunner().invoke(sim, ["new-card", str(explicit), "--serial", "0081866B00001015",
+                                      "--historical", "AABBCC"])
+    assert result.exit_code == 0 and SimCard.open(explicit).atr()[3:6] == b"\xaa\xbb\xcc"
+    bad = CliRunner().invoke(sim, ["new-card", str(tmp_path / "b.json"), "--serial",
+                                   "0081866B00001015", "--historical", "zz"])
+    assert bad.exit_code != 0 and "not hex" in bad.output
+
+
 def test_new_sam_completes_a_key_file(tmp_path: Path) -> None:
     spec = sam_key_file()
     del spec["sm2_private_key"]
@@ -123,7 +153,7 @@ def test_serve_connects_card_and_sam_to_vpcd_slots(images: tuple[Path, Path]) ->
         sam_conn, _ = servers[1].accept()
         conns += [card_conn, sam_conn]
         card_atr = vpcd.exchange(card_conn, b"\x04")
-        assert card_atr[-9:-1] == bytes.fromhex("0102030405060708")  # before TCK
+        assert card_atr[3:11] == bytes.fromhex("0102030405060708")  # the factor first
         sam_atr = vpcd.exchange(sam_conn, b"\x04")
         assert sam_atr[1] & 0xF0 == 0  # T=0 SAM
         card_conn.sendall(b"\x00\x01\x01")  # power on

@@ -7,6 +7,7 @@ import pytest
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.crypto import BlockCipher, challenge_iv, ecb_encrypt
 from healthcard_apdu.sim import SimCard
+from healthcard_apdu.sim.errors import ImageError
 from sim_issuance import (
     FID,
     TRACE_CARD_FACTOR,
@@ -38,7 +39,7 @@ def ef(kind: int, fid: int, a: int, b: int, read: int = 0xF0, write: int = 0xF0,
 # --- ATR -----------------------------------------------------------------------------------
 
 
-def test_t1_atr_offers_t1_with_valid_tck_and_ends_with_card_factor() -> None:
+def test_t1_atr_offers_t1_with_valid_tck_and_starts_with_card_factor() -> None:
     card, _ = blank()
     atr = card.atr()
     assert atr[0] == 0x3B
@@ -52,7 +53,10 @@ def test_t1_atr_offers_t1_with_valid_tck_and_ends_with_card_factor() -> None:
     for b in atr[1:]:
         check ^= b
     assert check == 0  # TCK makes the XOR of T0..TCK zero
-    assert historical[-8:] == SERIAL
+    # the real family's shape: 13 historical bytes, the card factor first (docs/cos.md §1)
+    assert k == 13
+    assert historical[:8] == SERIAL
+    assert historical[-8:] != SERIAL
 
 
 def test_t0_atr_has_no_interface_bytes_and_no_tck() -> None:
@@ -61,7 +65,22 @@ def test_t0_atr_has_no_interface_bytes_and_no_tck() -> None:
     k = atr[1] & 0x0F
     assert atr[1] & 0xF0 == 0
     assert len(atr) == 2 + k
-    assert atr[-8:] == SERIAL
+    assert atr[2:10] == SERIAL
+
+
+def test_factor_last_layout_keeps_the_old_shape() -> None:
+    card = SimCard.blank(SERIAL, atr_layout="factor-last")
+    atr = card.atr()
+    assert atr[3 : 3 + (atr[1] & 0x0F)] == b"HC" + SERIAL
+
+
+def test_explicit_historical_bytes_and_bad_layouts() -> None:
+    card = SimCard.blank(SERIAL, historical=bytes(range(15)))
+    assert card.atr()[3:18] == bytes(range(15))
+    with pytest.raises(ImageError, match="at most 15"):
+        SimCard.blank(SERIAL, historical=bytes(16))
+    with pytest.raises(ImageError, match="atr_layout"):
+        SimCard.blank(SERIAL, atr_layout="middle")
 
 
 # --- CREATE FILE / SELECT ------------------------------------------------------------------

@@ -96,9 +96,43 @@ def test_sam_certificate_carries_the_sm2_public_key() -> None:
     assert public == sm2_public_key(SAM_SM2_PRIVATE)
 
 
+def test_sam_pin_at_the_mf_is_kept_across_select_df01() -> None:
+    """Real PSAMs took their PIN at the MF (docs/sim.md): it holds across SELECT DF01."""
+    _, ch = make_sam()
+    assert ch("00A40000023F00")[1] >> 8 == 0x61
+    assert ch("0020000003123456")[1] == 0x9000
+    in_df01(ch, pin=False)
+    digest = bytes(32)
+    assert fetch(ch, apdu(0x80, 0xF8, 0x00, 0x00, digest))  # SM2 needs the PIN: it holds
+    assert ch("00A4000002DF01")[1] >> 8 == 0x61  # selecting DF01 again keeps the MF's PIN
+    assert fetch(ch, apdu(0x80, 0xF8, 0x00, 0x00, digest))
+    assert ch("00A40000023F00")[1] >> 8 == 0x61  # selecting the MF ends it
+    in_df01(ch, pin=False)
+    assert ch(apdu(0x80, 0xF8, 0x00, 0x00, digest))[1] == 0x6982
+
+
+def test_sam_pin_in_df01_ends_with_the_next_select() -> None:
+    _, ch = make_sam()
+    in_df01(ch)
+    assert fetch(ch, apdu(0x80, 0xF8, 0x00, 0x00, bytes(32)))
+    assert ch("00A4000002DF01")[1] >> 8 == 0x61
+    assert ch(apdu(0x80, 0xF8, 0x00, 0x00, bytes(32)))[1] == 0x6982
+
+
+@pytest.mark.parametrize(("mf_fci", "df01_fci"), [
+    ("6F07840531504159FF", "6F12841031504159FF" + "00" * 11),  # 9 and 20 bytes
+    ("6F148412" + "11" * 18, "6F08840691560001320A"),  # 22 and 10 bytes
+])
+def test_sam_fci_lengths_are_configurable(mf_fci: str, df01_fci: str) -> None:
+    _, ch = make_sam(mf_fci=mf_fci, df01_fci=df01_fci)
+    assert fetch(ch, "00A40000023F00") == bytes.fromhex(mf_fci)
+    assert fetch(ch, "00A4000002DF01") == bytes.fromhex(df01_fci)
+    with pytest.raises(ImageError, match="mf_fci"):
+        make_sam(mf_fci="zz")
+
+
 def test_sam_pin_tries_and_block() -> None:
     _, ch = make_sam()
-    assert ch("0020000003123456")[1] == 0x6A88  # PIN lives in DF01
     in_df01(ch, pin=False)
     assert [ch("0020000003654321")[1] for _ in range(2)] == [0x63C2, 0x63C1]
     assert ch("0020000003123456")[1] == 0x9000  # success restores the counter

@@ -19,6 +19,14 @@ from healthcard_apdu.security.errors import (
     UnknownKeyRole,
     UnsupportedOperation,
 )
+from healthcard_apdu.security.factor import (
+    DEFAULT_FACTOR_RULE,
+    KNOWN_FACTOR_RULES,
+    FactorCandidate,
+    FactorRule,
+    FactorRuleError,
+    factor_candidates,
+)
 from healthcard_apdu.security.keyset import (
     KeySet,
     MasterKey,
@@ -60,13 +68,18 @@ if TYPE_CHECKING:
     from healthcard_apdu.security.psam import PsamSecurityModule
 
 __all__ = [
+    "DEFAULT_FACTOR_RULE",
     "DEFAULT_ROLES",
     "ISSUANCE_ROLES",
+    "KNOWN_FACTOR_RULES",
     "STANDARD_KEY_SPECS",
     "USER_CARD_ROLES",
     "CardFactors",
     "CertificateError",
     "DecryptingSession",
+    "FactorCandidate",
+    "FactorRule",
+    "FactorRuleError",
     "KeyFileError",
     "KeySet",
     "KeySpec",
@@ -88,6 +101,7 @@ __all__ = [
     "card_factor_from_atr",
     "city_factor_from_region",
     "external_auth_cryptogram",
+    "factor_candidates",
     "protect_update",
     "protect_update_binary",
     "protect_update_record",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from healthcard_apdu.security.errors import SecurityModuleError
+from healthcard_apdu.security.factor import DEFAULT_FACTOR_RULE, FactorRule
 
 __all__ = [
     "DEFAULT_ROLES",
@@ -87,13 +88,12 @@ def city_factor_from_region(region_code: str) -> bytes:
     return (code[:2] + "000000").encode("ascii")
 
 
-def card_factor_from_atr(historical_bytes: bytes) -> bytes:
-    """Card factor: the last 8 historical bytes of the user card's ATR (reference §3.4)."""
-    if len(historical_bytes) < FACTOR_LENGTH:
-        raise SecurityModuleError(
-            f"ATR has {len(historical_bytes)} historical bytes, the card factor needs 8"
-        )
-    return bytes(historical_bytes[-FACTOR_LENGTH:])
+def card_factor_from_atr(
+    historical_bytes: bytes, rule: FactorRule | str = DEFAULT_FACTOR_RULE
+) -> bytes:
+    """Card factor: 8 historical bytes of the user card's ATR chosen by the card product's
+    ``rule`` (default: the first 8, docs/spec-choices.md; reference §3.4)."""
+    return FactorRule.parse(rule).factor(bytes(historical_bytes))
 
 
 def _v(index: int, version: int = 1) -> int:

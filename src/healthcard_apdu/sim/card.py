@@ -24,6 +24,7 @@ from healthcard_apdu.sim.faults import FaultPlan, Hostile, LatencyModel, OpCost
 from healthcard_apdu.sim.image import (
     DEFAULT_CAPACITY,
     CardImage,
+    Quirks,
     atomic_write,
     decode_image,
     encode_image,
@@ -32,7 +33,8 @@ from healthcard_apdu.sim.protocol import ResponseShaper
 from healthcard_apdu.sim.sam import SamOS, SamState, load_sam_keys
 
 #: Historical-byte prefixes (category byte 0x48 is proprietary per ISO/IEC 7816-4 8.1.1).
-USER_CARD_HISTORICAL_PREFIX = b"\x48\x43"  # "HC"
+#: The user card's historical bytes follow its image's ATR layout (CardImage.historical_bytes).
+USER_CARD_HISTORICAL_PREFIX = b"\x48\x43"  # "HC" (the factor-last layout)
 SAM_HISTORICAL_PREFIX = b"\x48\x53"  # "HS"
 
 
@@ -256,6 +258,7 @@ class SimCard(_SimDevice):
         self._committed: bytes | None = raw
         self.os = UserCardOS(image, rng=rng)
         super().__init__(image.protocol, faults, latency)
+        self._shaper.whole_record_le00 = image.quirks.record_le00
 
     @classmethod
     def blank(
@@ -267,12 +270,18 @@ class SimCard(_SimDevice):
         protocol: str = "T=1",
         cipher16: BlockCipher = BlockCipher.SM4,
         capacity: int = DEFAULT_CAPACITY,
+        atr_layout: str = "factor-first",
+        historical: bytes | None = None,
+        quirks: Quirks | None = None,
         **kwargs: object,
     ) -> SimCard:
-        """A blank card (MF only, issuance state) whose card factor is ``serial``."""
+        """A blank card (MF only, issuance state) whose card factor is ``serial``; its ATR
+        carries it in ``atr_layout`` (or the explicit ``historical`` bytes), ``quirks``
+        imitate a real card family (docs/sim.md)."""
         if path is not None and Path(path).exists() and not overwrite:
             raise ImageError(f"{path}: card image exists (use overwrite=True)")
-        image = CardImage.blank(serial, protocol=protocol, cipher16=cipher16, capacity=capacity)
+        image = CardImage.blank(serial, protocol=protocol, cipher16=cipher16, capacity=capacity,
+                                atr_layout=atr_layout, historical=historical, quirks=quirks)
         return cls(image, path=path, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
@@ -289,7 +298,7 @@ class SimCard(_SimDevice):
         return self.image.serial
 
     def atr(self) -> bytes:
-        return make_atr(self.image.protocol, USER_CARD_HISTORICAL_PREFIX + self.image.serial)
+        return make_atr(self.image.protocol, self.image.historical_bytes())
 
     def _read_file(self) -> bytes:
         assert self.path is not None
@@ -306,6 +315,7 @@ class SimCard(_SimDevice):
             self._committed = raw
             self.os.attach(decode_image(raw, str(self.path)))
             self._shaper.protocol = self.os.image.protocol
+            self._shaper.whole_record_le00 = self.os.image.quirks.record_le00
 
     def _execute(self, cmd: CommandApdu) -> tuple[bytes, int]:
         return self.os.execute(cmd)

@@ -298,7 +298,10 @@ class UserCardOS:
             self.cur_ef = target
             return b"", OK
         self._enter_df(target)
-        return (b"" if p2 == 0x0C else target.fci()), OK
+        quirks = self.image.quirks
+        if p2 == 0x0C or target.fid in quirks.bare_select:
+            return b"", OK
+        return target.fci(with_a5=target.fid not in quirks.fci_without_a5), OK
 
     # --- binary files --------------------------------------------------------------------
 
@@ -478,7 +481,7 @@ class UserCardOS:
         if cmd.p1 != 0:
             return b"", 0x6A86
         key = self._find_key(TYPE_EXTERNAL, cmd.p2 & 0x7F)
-        if key is None:
+        if key is None or cmd.p2 in self.image.quirks.absent_external_keys:
             return b"", 0x6A88
         if key.blocked:
             return b"", 0x6983
@@ -509,6 +512,8 @@ class UserCardOS:
 
     def _internal_authenticate(self, cmd: CommandApdu, _chal: bytes | None) -> Result:
         data, kid = cmd.data, cmd.p2 & 0x7F
+        if cmd.p2 in self.image.quirks.absent_internal_keys:
+            return b"", 0x6A88
         if cmd.p1 == 0x00 and len(data) == HEALTH_AUTH_LEN:
             key = self._find_key(TYPE_INTERNAL, kid)
             if key is None and kid == 0 and self.cur_df.keyfile is not None:

@@ -152,14 +152,15 @@ class Df:
                 return child
         return None
 
-    def fci(self) -> bytes:
-        """``6F L 84 Ln name [A5 L prop]``; A5 is present unless ``app_fid`` is FF.
+    def fci(self, *, with_a5: bool = True) -> bytes:
+        """``6F L 84 Ln name [A5 L prop]``; A5 is present unless ``app_fid`` is FF (or
+        ``with_a5`` is False: a card family whose FCI never has it).
 
         The A5 content is the binary EF whose SFI is ``app_fid & 1F`` when it exists,
         else empty (``A5 00``, as on the traced cards).
         """
         body = b"\x84" + bytes((len(self.name),)) + self.name
-        if self.app_fid != NO_FCI_FILE:
+        if with_a5 and self.app_fid != NO_FCI_FILE:
             prop = b""
             fci_file = self.ef_by_sfi(self.app_fid & 0x1F)
             if fci_file is not None and fci_file.kind is EfKind.BINARY:

@@ -15,7 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.sim.errors import ImageError
@@ -28,6 +28,76 @@ PROTOCOLS = ("T=1", "T=0")
 DEFAULT_CAPACITY = 64 * 1024
 #: Name of the MF on a blank card (FMCOS example scripts use FF*5); perso may redefine it.
 BLANK_MF_NAME = b"\xff" * 5
+#: ATR historical-byte layouts (docs/cos.md §1): the card factor first and 5 bytes after it
+#: (13 bytes, the shape of the real card family in public reader logs), or "HC" + the factor
+#: (10 bytes, factor last: this simulator's shape before).
+ATR_LAYOUTS = ("factor-first", "factor-last")
+#: The 5 bytes after the factor in the factor-first layout: "HC", version 01, status 9000.
+FACTOR_FIRST_TAIL = b"HC\x01\x90\x00"
+FACTOR_LAST_PREFIX = b"HC"
+_MAX_HISTORICAL = 15
+
+
+def _fid_set(values: object, name: str, where: str) -> set[int]:
+    if not isinstance(values, list):
+        raise ImageError(f"{where}: quirks.{name} must be a list of hex numbers")
+    out: set[int] = set()
+    for value in values:
+        try:
+            number = int(value, 16) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError):
+            raise ImageError(f"{where}: quirks.{name}: {value!r} is not a hex number") from None
+        if not 0 <= number <= 0xFFFF:
+            raise ImageError(f"{where}: quirks.{name}: {value!r} is out of range")
+        out.add(number)
+    return out
+
+
+@dataclass
+class Quirks:
+    """Behaviours of real card families the simulator can imitate (docs/sim.md, docs/cos.md).
+
+    * ``bare_select``: DF FIDs whose SELECT answers a bare ``9000`` (no FCI), e.g. 3F00;
+    * ``fci_without_a5``: DF FIDs whose FCI has no ``A5`` template, e.g. DDF1;
+    * ``record_le00``: READ RECORD with Le = 00 returns the whole record also under T=0
+      (instead of ``6C xx``);
+    * ``absent_external_keys`` / ``absent_internal_keys``: key references (P2) that EXTERNAL /
+      INTERNAL AUTHENTICATE answer with ``6A88`` as if the card did not hold the key.
+    """
+
+    bare_select: set[int] = field(default_factory=set)
+    fci_without_a5: set[int] = field(default_factory=set)
+    record_le00: bool = False
+    absent_external_keys: set[int] = field(default_factory=set)
+    absent_internal_keys: set[int] = field(default_factory=set)
+
+    _SETS: ClassVar[tuple[str, ...]] = ("bare_select", "fci_without_a5", "absent_external_keys", "absent_internal_keys")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            name: [_hx(v, 2 if name.startswith("absent") else 4)
+                   for v in sorted(getattr(self, name))]
+            for name in self._SETS
+            if getattr(self, name)
+        }
+        if self.record_le00:
+            out["record_le00"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object, where: str) -> Quirks:
+        if obj is None:
+            return cls()
+        if not isinstance(obj, dict):
+            raise ImageError(f"{where}: quirks must be an object")
+        unknown = set(obj) - {*cls._SETS, "record_le00"}
+        if unknown:
+            raise ImageError(f"{where}: unknown quirks {sorted(unknown)}")
+        quirks = cls(record_le00=bool(obj.get("record_le00", False)))
+        for name in cls._SETS:
+            if name in obj:
+                setattr(quirks, name, _fid_set(obj[name], name, where))
+        return quirks
 
 
 @dataclass(eq=False)
@@ -42,6 +112,11 @@ class CardImage:
     card_blocked: bool = False
     capacity: int = DEFAULT_CAPACITY
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``factor-first`` (default) or ``factor-last``; ignored when ``historical`` is set.
+    atr_layout: str = "factor-first"
+    #: Explicit ATR historical bytes (0..15), or None for the ``atr_layout`` shape.
+    historical: bytes | None = None
+    quirks: Quirks = field(default_factory=Quirks)
 
     @classmethod
     def blank(
@@ -51,14 +126,37 @@ class CardImage:
         protocol: str = "T=1",
         cipher16: BlockCipher = BlockCipher.SM4,
         capacity: int = DEFAULT_CAPACITY,
+        atr_layout: str = "factor-first",
+        historical: bytes | None = None,
+        quirks: Quirks | None = None,
     ) -> CardImage:
         """A card straight from the chip factory: an empty MF, issuance state."""
         if len(serial) != 8:
             raise ImageError(f"card serial (card factor) must be 8 bytes, got {len(serial)}")
         if protocol not in PROTOCOLS:
             raise ImageError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        return cls(bytes(serial), Df(MF_FID, BLANK_MF_NAME), protocol, cipher16, False,
-                   False, capacity)
+        image = cls(bytes(serial), Df(MF_FID, BLANK_MF_NAME), protocol, cipher16, False,
+                    False, capacity, atr_layout=atr_layout,
+                    historical=None if historical is None else bytes(historical),
+                    quirks=quirks or Quirks())
+        image.check_atr("image")
+        return image
+
+    def check_atr(self, where: str) -> None:
+        if self.atr_layout not in ATR_LAYOUTS:
+            raise ImageError(f"{where}: atr_layout must be one of {ATR_LAYOUTS}, "
+                             f"got {self.atr_layout!r}")
+        if self.historical is not None and len(self.historical) > _MAX_HISTORICAL:
+            raise ImageError(f"{where}: at most {_MAX_HISTORICAL} historical bytes, "
+                             f"got {len(self.historical)}")
+
+    def historical_bytes(self) -> bytes:
+        """The ATR historical bytes: explicit, or the card factor (serial) in the layout."""
+        if self.historical is not None:
+            return self.historical
+        if self.atr_layout == "factor-last":
+            return FACTOR_LAST_PREFIX + self.serial
+        return self.serial + FACTOR_FIRST_TAIL
 
 
 # --- JSON codec --------------------------------------------------------------------------
@@ -117,6 +215,9 @@ def image_to_json(image: CardImage) -> dict[str, Any]:
         "card_blocked": image.card_blocked,
         "capacity": image.capacity,
         "extra": image.extra,
+        "atr_layout": image.atr_layout,
+        "historical": None if image.historical is None else image.historical.hex().upper(),
+        "quirks": image.quirks.to_json(),
         "mf": _node_to_json(image.mf),
     }
 
@@ -211,9 +312,15 @@ def _image_from_json(obj: dict[str, Any], where: str) -> CardImage:
     mf = _node_from_json(obj["mf"], where)
     if not isinstance(mf, Df) or mf.fid != MF_FID:
         raise ImageError(f"{where}: root is not an MF (3F00)")
-    return CardImage(serial, mf, protocol, cipher16, bool(obj.get("issued", False)),
-                     bool(obj.get("card_blocked", False)),
-                     int(obj.get("capacity", DEFAULT_CAPACITY)), dict(obj.get("extra", {})))
+    historical = obj.get("historical")
+    image = CardImage(serial, mf, protocol, cipher16, bool(obj.get("issued", False)),
+                      bool(obj.get("card_blocked", False)),
+                      int(obj.get("capacity", DEFAULT_CAPACITY)), dict(obj.get("extra", {})),
+                      atr_layout=str(obj.get("atr_layout", "factor-first")),
+                      historical=None if historical is None else _bytes(obj, "historical", where),
+                      quirks=Quirks.from_json(obj.get("quirks"), where))
+    image.check_atr(where)
+    return image
 
 
 def decode_image(raw: bytes, where: str = "image") -> CardImage:

@@ -9,6 +9,8 @@ hands back response data:
   waits for GET RESPONSE; a case-2 command whose Le differs from the data length gets
   ``6C xx`` (Le 00 means 256).
 * Error status words carry no data.
+* ``whole_record_le00`` (a real-card quirk): READ RECORD with Le = 00 returns the whole record
+  with ``9000`` under both protocols, as the cards in public reader logs did.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from healthcard_apdu.apdu.command import CommandApdu
 
 SW_OK = 0x9000
 SW_NOTHING_PENDING = 0x6985
+_READ_RECORD = 0xB2
 
 
 def _is_normal(sw: int) -> bool:
@@ -30,9 +33,10 @@ def _len_byte(n: int) -> int:
 class ResponseShaper:
     """Turns (data, SW) into wire bytes for one protocol; keeps GET RESPONSE data."""
 
-    def __init__(self, protocol: str) -> None:
+    def __init__(self, protocol: str, *, whole_record_le00: bool = False) -> None:
         self.protocol = protocol
         self.pending = b""
+        self.whole_record_le00 = whole_record_le00
 
     def clear(self) -> None:
         self.pending = b""
@@ -42,6 +46,8 @@ class ResponseShaper:
         self.pending = b""
         if not data or not _is_normal(sw):
             return b"", sw
+        if self.whole_record_le00 and cmd.ins == _READ_RECORD and cmd.le == 256 and not cmd.data:
+            return data, sw
         if self.protocol == "T=0":
             if cmd.data or cmd.le is None:
                 self.pending = data[:256] if sw == SW_OK else b""

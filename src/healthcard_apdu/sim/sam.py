@@ -6,7 +6,9 @@ Commands (conventions.md, SAM section):
 
 * ``00 A4 00 00 02 FID``: 3F00, DF01, 0015, 0016, 001A, 001B, 001C.
 * ``00 B0``: read any file (free read); writes are refused (6982).
-* ``00 20 00 00 Lc PIN`` / ``80 5E 01 00 Lc old FF new``: PIN of DF01.
+* ``00 20 00 00 Lc PIN`` / ``80 5E 01 00 Lc old FF new``: the SAM PIN, at the MF or in DF01.
+  Verified at the MF it holds until the MF is selected again (so across the SELECT of DF01,
+  as the real PSAMs in public reader logs did); verified in DF01 until a DF is selected.
 * ``00 84 00 00 Le``: challenge.
 * ``80 DE P1 P2 Lc f1..fn``: session key = diversify_levels(MK[P2], [f1..fn]); when the
   key declares its usage P1 must equal it; P1 high nibble 2 / 4 expects 2 / 3 factors.
@@ -86,6 +88,10 @@ class SamState:
     sm2_private: int | None = field(default=None, repr=False)
     files: dict[str, bytes] = field(default_factory=dict)
     df01_name: bytes = DEFAULT_DF01_NAME
+    #: Whole FCIs answered to SELECT MF / DF01 (None: ``6F L 84 Ln name``). Real PSAMs answer
+    #: 9 or 22 bytes for the MF and 10, 20 or 22 for DF01; a host must not depend on them.
+    mf_fci: bytes | None = None
+    df01_fci: bytes | None = None
 
 
 def pin_to_bcd(digits: str) -> bytes:
@@ -194,8 +200,18 @@ def _sam_state_from_json(obj: dict[str, Any], where: str) -> SamState:
     if not 1 <= tries <= 15:
         raise ImageError(f"{where}: pin_tries must be 1..15, got {tries}")
     df01_name = bytes.fromhex(obj["df01_name"]) if "df01_name" in obj else DEFAULT_DF01_NAME
+    fcis = {name: _fci_field(obj, name, where) for name in ("mf_fci", "df01_fci")}
     return SamState(serial, keys, pin_to_bcd(str(obj.get("pin", DEFAULT_PIN))), tries,
-                    sm2_private, files, df01_name)
+                    sm2_private, files, df01_name, **fcis)
+
+
+def _fci_field(obj: dict[str, Any], name: str, where: str) -> bytes | None:
+    if obj.get(name) is None:
+        return None
+    value = _hex_field(obj, name, where)
+    if not 1 <= len(value) <= 256:
+        raise ImageError(f"{where}: {name} must be 1..256 bytes, got {len(value)}")
+    return value
 
 
 def sam_state_to_json(state: SamState, pin: str) -> dict[str, Any]:
@@ -214,6 +230,9 @@ def sam_state_to_json(state: SamState, pin: str) -> dict[str, Any]:
         ],
         "sm2_private_key": None if state.sm2_private is None else f"{state.sm2_private:064X}",
         "files": {name: value.hex().upper() for name, value in state.files.items()},
+        **{name: value.hex().upper()
+           for name, value in (("mf_fci", state.mf_fci), ("df01_fci", state.df01_fci))
+           if value is not None},
     }
 
 
@@ -240,7 +259,8 @@ class SamOS:
     def reset_session(self) -> None:
         self.in_df01 = False
         self.current_file: str | None = None
-        self.pin_ok = False
+        #: Where the PIN was verified: "mf" (kept across SELECT DF01), "df01", or None.
+        self.pin_level: str | None = None
         self.session: tuple[BlockCipher, bytes] | None = None
         self.sm3_buffer: bytearray | None = None
 
@@ -266,11 +286,13 @@ class SamOS:
             return b"", 0x6700
         fid = int.from_bytes(cmd.data, "big")
         if fid == 0x3F00:
-            self.in_df01, self.current_file, self.pin_ok = False, None, False
-            return self._fci(MF_NAME, cmd), OK
+            self.in_df01, self.current_file, self.pin_level = False, None, None
+            return self._fci(MF_NAME, self.state.mf_fci, cmd), OK
         if fid == SAM_DF01:
-            self.in_df01, self.current_file, self.pin_ok = True, None, False
-            return self._fci(self.state.df01_name, cmd), OK
+            self.in_df01, self.current_file = True, None
+            if self.pin_level == "df01":
+                self.pin_level = None
+            return self._fci(self.state.df01_name, self.state.df01_fci, cmd), OK
         visible = _DF01_FILES if self.in_df01 else _MF_FILES
         for name in visible:
             if _FILE_FIDS[name] == fid:
@@ -278,10 +300,16 @@ class SamOS:
                 return b"", OK
         return b"", 0x6A82
 
+    @property
+    def pin_ok(self) -> bool:
+        return self.pin_level is not None
+
     @staticmethod
-    def _fci(name: bytes, cmd: CommandApdu) -> bytes:
+    def _fci(name: bytes, configured: bytes | None, cmd: CommandApdu) -> bytes:
         if cmd.p2 == 0x0C:
             return b""
+        if configured is not None:
+            return configured
         body = b"\x84" + bytes((len(name),)) + name
         return b"\x6f" + bytes((len(body),)) + body
 
@@ -320,19 +348,15 @@ class SamOS:
     def _verify(self, cmd: CommandApdu) -> tuple[bytes, int]:
         if cmd.p1 or cmd.p2:
             return b"", 0x6A86
-        if not self.in_df01:
-            return b"", 0x6A88
         if not cmd.data:
             return b"", (0x63C0 | self.tries_left) if self.tries_left else 0x6983
         sw = self._check_pin(cmd.data)
-        self.pin_ok = sw == OK
+        self.pin_level = ("df01" if self.in_df01 else "mf") if sw == OK else None
         return b"", sw
 
     def _change_pin(self, cmd: CommandApdu) -> tuple[bytes, int]:
         if cmd.p1 != 0x01 or cmd.p2 != 0x00:
             return b"", 0x6A86
-        if not self.in_df01:
-            return b"", 0x6A88
         sep = cmd.data.find(b"\xff")
         if sep <= 0 or sep == len(cmd.data) - 1:
             return b"", 0x6A80
