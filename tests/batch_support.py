@@ -92,7 +92,7 @@ class RawIssuer:
         self._lock = threading.Lock()
 
     def inspect(self, transport: Transport) -> CardIdentity:
-        factor = parse_atr(transport.atr()).historical_bytes[-8:].hex().upper()
+        factor = parse_atr(transport.atr()).historical_bytes[:8].hex().upper()
         _ok(transport, _select(0x3F00))
         if _send(transport, _select(DDF1)).sw == 0x6A82:
             return CardIdentity(factor, factor, False)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from healthcard_apdu.apdu.errors import CardError, HealthCardError
+from healthcard_apdu.apdu.errors import CardError, HealthCardError, NotFound
 
 __all__ = [
     "CardOperationError",
     "ConnectOptionsError",
+    "KeyNotPresent",
     "NotWritable",
     "RecordInvalid",
     "SignatureInvalid",
+    "SignatureMissing",
     "in_context",
 ]
 
@@ -54,8 +56,30 @@ class SignatureInvalid(CardOperationError):
         self.record_value = record_value
 
 
+class SignatureMissing(SignatureInvalid):
+    """An EE/ED record carries no signature while signatures are required
+    (``require_signatures``; unsigned records are normal in the field otherwise)."""
+
+
 class NotWritable(CardOperationError, ValueError):
     """The file cannot be written after issuance (DDF1/EF05, EF06) or through this call."""
+
+
+class KeyNotPresent(NotFound):
+    """EXTERNAL AUTHENTICATE answered ``6A88``: the card does not hold the key (a card family
+    without RK keys exists). Not a refused authentication: no try was spent. ``key`` names it."""
+
+    def __init__(
+        self,
+        sw: int,
+        command: str,
+        meaning: str,
+        retries_left: int | None = None,
+        *,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(sw, command, meaning, retries_left)
+        self.key = key
 
 
 class ConnectOptionsError(CardOperationError, ValueError):

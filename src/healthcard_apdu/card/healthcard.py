@@ -13,8 +13,13 @@ DF03/EF05, EF06 index flags     READ RECORD; ``84 D2 rr 04`` (00, UK1) / ``84 0C
 ==============================  =========================================================
 
 EE/ED records are signed on write (SM3 + SM2 by the security module, items 211/212 or
-383/384, docs/keys.md §5) and their signature is verified on read (:class:`SignatureInvalid`).
-Runtime state (selection, security state, factors) lives in :class:`CardSession`.
+383/384, docs/keys.md §5) and their signature is verified on read (:class:`SignatureInvalid`;
+an unsigned record is normal in the field and reads as ``unsigned`` unless
+``require_signatures``). Reads are lenient: bytes out of spec give a best-effort value and a
+:class:`CardNotice` in :attr:`HealthCard.warnings`; writes stay strict. Before the first
+EXTERNAL AUTHENTICATE the card factor is confirmed with INTERNAL AUTHENTICATE
+(:mod:`healthcard_apdu.card.factor`). Runtime state (selection, security state, factors)
+lives in :class:`CardSession`.
 """
 
 from __future__ import annotations
@@ -35,7 +40,16 @@ from healthcard_apdu.card.errors import (
     NotWritable,
     RecordInvalid,
     SignatureInvalid,
+    SignatureMissing,
 )
+from healthcard_apdu.card.factor import (
+    CardNotGenuine,
+    FactorConfirmation,
+    FactorStatus,
+    InternalAuthentication,
+    internal_authenticate,
+)
+from healthcard_apdu.card.notices import CardNotice, SignatureStatus
 from healthcard_apdu.card.session import CardSession
 from healthcard_apdu.card.signing import signature_slots, signed_record
 from healthcard_apdu.model import (
@@ -48,6 +62,7 @@ from healthcard_apdu.model import (
     ClinicalBasics,
     Contacts,
     CyclicFile,
+    DecodeWarning,
     FileContent,
     FileValue,
     HolderData,
@@ -66,14 +81,18 @@ from healthcard_apdu.model import (
     Photo,
     SpecialInfo,
     Value,
-    decode_item,
+    decode_item_lenient,
     ef,
     file_class,
     item,
     items_in_range,
 )
+from healthcard_apdu.model import key as model_key
 from healthcard_apdu.security import (
+    DEFAULT_FACTOR_RULE,
     STANDARD_KEY_SPECS,
+    CardFactors,
+    FactorRule,
     KeySpec,
     SecurityModule,
     sign_record,
@@ -100,6 +119,9 @@ T = TypeVar("T")
 _ISSUER = "DDF1/EF05"
 _PHOTO = "DDF1/EF07"
 _PHOTO_HEADER = 2
+#: READ RECORD by number asks for the whole record (Le = 00), as the terminals in public
+#: reader logs do; a card that wants the exact length answers 6Cxx and gets it.
+_WHOLE_RECORD = 256
 
 
 @dataclass(frozen=True)
@@ -147,8 +169,13 @@ class HealthCard:
     ``card_factor`` / ``city_code`` override the factors taken from the ATR and DDF1/EF05.
     ``read_chunk`` / ``write_chunk`` are the READ / UPDATE BINARY sizes (capped by the
     channel's ``max_response`` / ``max_command_data``). ``verify_signatures`` is the default of
-    the ``verify`` argument of the EE/ED reads. ``secure_record_updates=False`` writes TLV
+    the ``verify`` argument of the EE/ED reads; ``require_signatures`` makes an unsigned
+    record a failure (:class:`SignatureMissing`). ``secure_record_updates=False`` writes TLV
     records with plain ``00 DC`` (for cards whose files do not require secure messaging).
+    ``factor_rule`` is the card product's card-factor rule (default first 8 historical bytes;
+    ``card_factor`` is the rule ``fixed``); ``confirm_factor=False`` turns the INTERNAL
+    AUTHENTICATE check before the first EXTERNAL AUTHENTICATE off. ``on_notice`` hears every
+    :class:`CardNotice` as it is added to :attr:`warnings`.
     """
 
     def __init__(
@@ -164,6 +191,10 @@ class HealthCard:
         verify_signatures: bool = True,
         read_issuer_by_tag: bool = True,
         secure_record_updates: bool = True,
+        factor_rule: FactorRule | str = DEFAULT_FACTOR_RULE,
+        confirm_factor: bool = True,
+        require_signatures: bool = False,
+        on_notice: Callable[[CardNotice], None] | None = None,
     ) -> None:
         if isinstance(channel, Transport):
             channel = Channel(channel)
@@ -171,8 +202,16 @@ class HealthCard:
             raise ValueError("read_chunk and write_chunk must be positive")
         self.channel = channel
         self.security = security
+        #: Notices of this card's reads (items out of spec, the factor check), oldest first.
+        self.warnings: list[CardNotice] = []
+        #: Signature status of each EE/ED record read, by path ("DF03/EE01").
+        self.signatures: dict[str, SignatureStatus] = {}
+        self.on_notice = on_notice
+        self.require_signatures = require_signatures
         self.session = CardSession(
-            channel, security, key_specs=key_specs, card_factor=card_factor, city_code=city_code
+            channel, security, key_specs=key_specs, card_factor=card_factor, city_code=city_code,
+            factor_rule=factor_rule, confirm_factor=confirm_factor,
+            on_notice=self._factor_notice,
         )
         self.read_chunk = min(read_chunk, channel.max_response)
         self.write_chunk = min(write_chunk, channel.max_command_data)
@@ -182,6 +221,61 @@ class HealthCard:
 
     def __repr__(self) -> str:
         return f"HealthCard({self.channel.transport.name}, security={self.security.name})"
+
+    # == notices and the card factor =========================================================
+
+    def _notice(self, notice: CardNotice) -> None:
+        self.warnings.append(notice)
+        log.info("%s", notice.message)
+        if self.on_notice is not None:
+            self.on_notice(notice)
+
+    def _factor_notice(self, confirmation: FactorConfirmation) -> None:
+        self._notice(CardNotice("factor", confirmation.message))
+
+    @property
+    def factor_confirmation(self) -> FactorConfirmation | None:
+        """The card-factor check of the current card (None until it ran)."""
+        return self.session.factor_confirmation
+
+    def confirm_card_factor(self) -> FactorConfirmation:
+        """Run the card-factor check now (once per card) and return it: the candidates, each
+        INTERNAL AUTHENTICATE and the confirmed factor. Does not raise when nothing was
+        confirmed (``status`` says so; the next authentication raises
+        :class:`~healthcard_apdu.card.factor.FactorNotConfirmed`)."""
+        return self.session.check_factor()
+
+    def prove_genuine(self) -> InternalAuthentication:
+        """Prove that the card holds this security module's keys: INTERNAL AUTHENTICATE with
+        IRK_DDF1 and a fresh challenge, checked by the security module (no try counter).
+
+        Raises :class:`~healthcard_apdu.card.factor.CardNotGenuine` when the answer differs,
+        when no card-factor candidate is confirmed (a clone or a card of another key set), or
+        when the card or the module has no internal key (nothing can be proven).
+        """
+        confirmation = self.session.check_factor()
+        if confirmation.status is FactorStatus.NOT_CONFIRMED:
+            raise CardNotGenuine(f"card not genuine for this key set: {confirmation.message}")
+        if confirmation.status is FactorStatus.IMPOSSIBLE:
+            raise CardNotGenuine(f"the card cannot prove it is genuine: {confirmation.reason}")
+        session = self.session
+        session.invalidate()
+        session.select_df(model_key(confirmation.key).df)
+        city = confirmation.city_factor
+        if city is None and session.key_spec(confirmation.key).levels == 2:
+            city = session.city_factor
+            session.select_df(model_key(confirmation.key).df)
+        result = internal_authenticate(
+            self.channel, self.security, CardFactors(confirmation.factor, city),
+            key=confirmation.key, key_specs=session.key_specs, rng=session.rng)
+        session.invalidate()
+        if not result.genuine:
+            what = (f"answered {result.sw:04X}" if not result.answered
+                    else "answered a cryptogram the security module did not compute")
+            raise CardNotGenuine(
+                f"card not genuine for this key set: INTERNAL AUTHENTICATE with "
+                f"{confirmation.key} {what}", result)
+        return result
 
     # == device-level delegations ===========================================================
 
@@ -245,7 +339,7 @@ class HealthCard:
     # == DDF1 ================================================================================
 
     def read_issuer(self) -> IssuerData:
-        """DDF1/EF05 (free read; records read by tag as in the traces)."""
+        """DDF1/EF05 (free read; records read by tag as in the traces; lenient)."""
         issuer = self._read_records(IssuerData, ef(_ISSUER))
         code = issuer.application_city_code
         if code and not self.session.has_city_factor:
@@ -266,9 +360,9 @@ class HealthCard:
         length = int.from_bytes(first[:_PHOTO_HEADER], "big")
         total = _PHOTO_HEADER + length
         if length in (0, 0xFFFF) or total > size or total <= len(first):
-            return self._model(target.path, lambda: Photo.from_bytes(first))
+            return self._decoded(target.path, lambda w: Photo.from_bytes(first, warnings=w))
         rest = self._read_binary(target, len(first), total - len(first), target.read_key)
-        return self._model(target.path, lambda: Photo.from_bytes(first + rest))
+        return self._decoded(target.path, lambda w: Photo.from_bytes(first + rest, warnings=w))
 
     def write_photo(self, photo: bytes | Photo) -> None:
         """DDF1/EF07 (UK1_DDF1): the whole 3074-byte file (length, JPEG, zero padding)."""
@@ -525,6 +619,17 @@ class HealthCard:
         except ItemError as exc:
             raise _with_path(exc, path) from exc
 
+    def _decoded(self, path: str, decode: Callable[[list[DecodeWarning]], T]) -> T:
+        """Decode card bytes leniently; each item out of spec becomes a :class:`CardNotice`."""
+        found: list[DecodeWarning] = []
+        value = self._model(path, lambda: decode(found))
+        for warning in found:
+            self._notice(CardNotice.from_decode(warning, path))
+        return value
+
+    def _record_le(self, length: int) -> int:
+        return _WHOLE_RECORD if self.channel.max_response >= _WHOLE_RECORD else length
+
     def _read_binary(self, target: EF, offset: int, length: int, key: str | None) -> bytes:
         session = self.session
         session.ensure_access(target, key, target.path)
@@ -566,14 +671,15 @@ class HealthCard:
                 command = (
                     commands.read_record_by_tag(it.tag, it.tlv_length)
                     if by_tag
-                    else commands.read_record(it.record, it.tlv_length)
+                    else commands.read_record(it.record, self._record_le(it.tlv_length))
                 )
                 records[it.record] = session.call(command, where).data
         else:
             for number, length in target.record_lengths().items():
                 where = f"{target.path} record {number}"
-                records[number] = session.call(commands.read_record(number, length), where).data
-        return self._model(target.path, lambda: cls.from_records(records))
+                command = commands.read_record(number, self._record_le(length))
+                records[number] = session.call(command, where).data
+        return self._decoded(target.path, lambda w: cls.from_records(records, warnings=w))
 
     def _write_records(self, value: FileValue) -> None:
         target = ef(value.LAYOUT)
@@ -597,10 +703,15 @@ class HealthCard:
             raise LayoutError(f"{target.path}: record number must be 1..{count}, got {number!r}")
         self.session.ensure_access(target, target.read_key, target.path)
         raw = self.session.call(
-            commands.read_record(number, target.record_length or 256),
+            commands.read_record(number, self._record_le(target.record_length or 256)),
             f"{target.path} record {number}",
         ).data
-        return self._model(target.path, lambda: cls.from_bytes(raw))
+        found: list[DecodeWarning] = []
+        value = self._model(target.path, lambda: cls.from_bytes(raw, warnings=found))
+        for warning in found:
+            self._notice(CardNotice.from_decode(dataclasses.replace(warning, record=number),
+                                                target.path))
+        return value
 
     def _read_cyclic(self, container: type[CyclicFile[Any]]) -> CyclicFile[Any]:
         target = ef(container.LAYOUT)
@@ -609,12 +720,12 @@ class HealthCard:
         for number in range(1, (target.record_count or 0) + 1):
             try:
                 records[number] = self.session.call(
-                    commands.read_record(number, target.record_length or 256),
+                    commands.read_record(number, self._record_le(target.record_length or 256)),
                     f"{target.path} record {number}",
                 ).data
             except NotFound:
                 break  # a cyclic file holds only the records written so far
-        return self._model(target.path, lambda: container.from_records(records))
+        return self._decoded(target.path, lambda w: container.from_records(records, warnings=w))
 
     def _push(self, target: EF, raw: bytes) -> None:
         self.session.call(commands.update_record(0, raw, p2=0x03), f"{target.path} new record 1")
@@ -662,10 +773,13 @@ class HealthCard:
         target = ef(kind.index)
         self.session.ensure_access(target, target.read_key, target.path)
         raw = self.session.call(
-            commands.read_record(number, 1), f"{target.path} record {number}"
+            commands.read_record(number, self._record_le(1)), f"{target.path} record {number}"
         ).data
         flag_item = item(62 if kind is _INPATIENT else 63)
-        valid = self._model(target.path, lambda: decode_item(flag_item, raw))
+        valid, warning = decode_item_lenient(flag_item, raw)
+        if warning is not None:
+            self._notice(CardNotice.from_decode(dataclasses.replace(warning, record=number),
+                                                target.path))
         if not valid:
             raise RecordInvalid(
                 f"{where}: index flag {target.path} record {number} is FF (record invalid)",
@@ -682,8 +796,33 @@ class HealthCard:
             self._check_flag(kind, number)
         raw = self._read_binary(target, 0, target.size or 0, target.read_key)
         if self.verify_signatures if verify is None else verify:
-            self._verify_raw(kind, number, raw)
-        return self._model(path, lambda: kind.cls.from_bytes(raw))
+            try:
+                signed = self._verify_raw(kind, number, raw)
+            except SignatureInvalid:
+                self.signatures[path] = SignatureStatus.SIGNATURE_INVALID
+                raise
+            self.signatures[path] = (
+                SignatureStatus.SIGNED_VALID if signed else SignatureStatus.UNSIGNED
+            )
+            if not signed and self.require_signatures:
+                sig_item = signature_slots(kind.cls)[0].item
+                raise SignatureMissing(
+                    f"{kind.where(number)}: unsigned (no SM2 signature in item {sig_item.no}) "
+                    "and signatures are required",
+                    path=path,
+                    record=number,
+                    record_value=self._lenient_record(kind, raw),
+                )
+        else:
+            self.signatures[path] = SignatureStatus.NOT_CHECKED
+        return self._decoded(path, lambda w: kind.cls.from_bytes(raw, warnings=w))
+
+    @staticmethod
+    def _lenient_record(kind: _RecordKind, raw: bytes) -> Any:
+        try:
+            return kind.cls.from_bytes(raw, warnings=[])
+        except ModelError:
+            return None
 
     def _verify_raw(self, kind: _RecordKind, number: int, raw: bytes) -> bool:
         """Check the signature over the raw data bytes; False when the record is unsigned."""
@@ -697,10 +836,7 @@ class HealthCard:
             return False
 
         def fail(reason: str) -> SignatureInvalid:
-            try:
-                value: Any = kind.cls.from_bytes(raw)
-            except ModelError:
-                value = None
+            value = self._lenient_record(kind, raw)
             return SignatureInvalid(
                 f"{where}: signature check failed: {reason}",
                 path=path,
@@ -765,7 +901,7 @@ class HealthCard:
         self._check_flag(kind, number)
         target = ef(path)
         raw = self._read_binary(target, pos, length, target.read_key)
-        return self._model(path, lambda: kind.cls.decode_range(pos, raw))
+        return self._decoded(path, lambda w: kind.cls.decode_range(pos, raw, warnings=w))
 
     def _write_items(
         self, kind: _RecordKind, number: int, values: Mapping[str | int, Value], sign: SignMode

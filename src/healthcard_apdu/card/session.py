@@ -11,18 +11,26 @@ card *currently is doing* and sends the APDUs that change it:
   remembers which key's state is active and authenticates only when another key is needed
   (read rights need exactly the RK state, write rights exactly the UK state, so reading after
   writing authenticates again).
-* **Factors.** Card factor = last 8 historical bytes of the ATR; city factor from DDF1/EF05
-  YYCSDM (a free read, done once). Both can be given instead.
+* **Factors.** Card factor = the card product's rule over the ATR's historical bytes (default:
+  the first 8, ``security.FactorRule``); city factor from DDF1/EF05 YYCSDM (a free read, done
+  once). Both can be given instead.
+* **Factor confirmation.** Before the first EXTERNAL AUTHENTICATE on a card the factor is
+  confirmed with INTERNAL AUTHENTICATE (no try counter; :mod:`healthcard_apdu.card.factor`):
+  the configured rule's factor, then the other known rules'. None confirmed:
+  :class:`FactorNotConfirmed` before any try is spent. No internal key in the module or on
+  the card: the rule is followed and ``on_notice`` hears about it once.
 * **Recovery.** A refused command (other than "record not found") makes the cached position
   unknown, so the next operation selects from the MF and authenticates again.
 * **No retries.** A refused external authentication raises its typed error with the tries
   left; the key is then refused locally for the rest of the session without another attempt.
+  ``6A88`` (the card has no such key) raises :class:`KeyNotPresent` instead.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.command import CommandApdu
@@ -33,20 +41,28 @@ from healthcard_apdu.apdu.errors import (
     NotFound,
 )
 from healthcard_apdu.apdu.response import ResponseApdu
-from healthcard_apdu.card.errors import CardOperationError, in_context
+from healthcard_apdu.card.errors import CardOperationError, KeyNotPresent, in_context
+from healthcard_apdu.card.factor import (
+    FactorConfirmation,
+    FactorNotConfirmed,
+    FactorStatus,
+    confirm_card_factor,
+    skipped_confirmation,
+)
 from healthcard_apdu.model import DFS, EF, KEYS, decode_tlv, df, ef, item
 from healthcard_apdu.model import key as model_key
 from healthcard_apdu.security import (
+    DEFAULT_FACTOR_RULE,
     STANDARD_KEY_SPECS,
     CardFactors,
+    FactorRule,
     KeySpec,
     SecurityModule,
-    card_factor_from_atr,
     city_factor_from_region,
     protect_update_record,
 )
 from healthcard_apdu.security.errors import SecurityModuleError
-from healthcard_apdu.transport.atr import parse_atr
+from healthcard_apdu.transport.atr import AtrError, parse_atr
 from healthcard_apdu.transport.base import TransportError
 from healthcard_apdu.transport.channel import Channel
 
@@ -58,6 +74,7 @@ RK_PLAINTEXT = bytes.fromhex("1122334455667788")
 """Plaintext A of the RK external authentications (HDOS and the traces); UK keys use R."""
 
 _CHALLENGE_LENGTH = 8
+_KEY_NOT_FOUND = 0x6A88
 _PARENT = {d.name: d.parent for d in DFS}
 _STK = {k.df: k.name for k in KEYS if k.role == "secure_messaging"}
 _CITY_ITEM = item("YYCSDM")
@@ -107,6 +124,10 @@ class CardSession:
         key_specs: Mapping[str, KeySpec] = STANDARD_KEY_SPECS,
         card_factor: bytes | None = None,
         city_code: str | None = None,
+        factor_rule: FactorRule | str = DEFAULT_FACTOR_RULE,
+        confirm_factor: bool = True,
+        on_notice: Callable[[FactorConfirmation], None] | None = None,
+        rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.channel = channel
         self.security = security
@@ -114,9 +135,18 @@ class CardSession:
         self.current_df: str | None = None
         self.current_ef: str | None = None
         self.auth_key: str | None = None
-        self._given_card_factor = card_factor
+        #: The card product's rule; a given ``card_factor`` is the rule ``fixed:HEX``.
+        self.factor_rule = (
+            FactorRule("fixed", value=bytes(card_factor)) if card_factor is not None
+            else FactorRule.parse(factor_rule)
+        )
+        self.confirm_factor = confirm_factor
+        self.on_notice = on_notice
+        self.rng = rng
+        #: The confirmation of the current card (None until the first authentication needs it).
+        self.factor_confirmation: FactorConfirmation | None = None
         self._given_city_factor = None if city_code is None else city_factor_from_region(city_code)
-        self._card_factor = self._given_card_factor
+        self._card_factor: bytes | None = None
         self._city_factor = self._given_city_factor
         self._failed: dict[str, CardError] = {}
 
@@ -129,12 +159,12 @@ class CardSession:
         self.auth_key = None
 
     def reset_factors(self) -> None:
-        """Forget the factors read from the card (another card may be in the reader now).
-
-        Factors given by the caller stay; so do refused keys (never retried by this session).
-        """
-        self._card_factor = self._given_card_factor
+        """Forget the factors read from the card and its factor confirmation (another card may
+        be in the reader now). Factors given by the caller stay; so do refused keys (never
+        retried by this session)."""
+        self._card_factor = None
         self._city_factor = self._given_city_factor
+        self.factor_confirmation = None
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -178,11 +208,65 @@ class CardSession:
 
     # -- factors ----------------------------------------------------------------------------
 
+    def _historical(self) -> bytes:
+        try:
+            return parse_atr(self.channel.atr()).historical_bytes
+        except AtrError as exc:
+            if not self.factor_rule.needs_atr:
+                return b""
+            raise CardOperationError(f"card ATR: {exc}") from None
+
+    def check_factor(self) -> FactorConfirmation:
+        """Confirm the card factor now (once per card; cached) and return the result without
+        raising on :attr:`FactorStatus.NOT_CONFIRMED`. Leaves the position unknown."""
+        if self.factor_confirmation is None:
+            historical = self._historical()
+            if not self.confirm_factor:
+                result = skipped_confirmation(self.factor_rule, historical)
+            else:
+                self.invalidate()
+                try:
+                    result = confirm_card_factor(
+                        self.channel, self.security, rule=self.factor_rule,
+                        historical=historical, city_factor=self._city_factor,
+                        key_specs=self.key_specs, rng=self.rng)
+                finally:
+                    self.invalidate()
+                if result.tries:  # INTERNAL AUTHENTICATE was sent: the key's DF is current
+                    self.current_df = model_key(result.key).df
+                if self._city_factor is None and result.city_factor is not None:
+                    self._city_factor = result.city_factor
+            self.factor_confirmation = result
+            if self.on_notice is not None and (
+                result.status is FactorStatus.IMPOSSIBLE or result.by_other_rule
+            ):
+                self.on_notice(result)
+        return self.factor_confirmation
+
+    def ensure_factor(self) -> FactorConfirmation:
+        """:meth:`check_factor`, raising :class:`FactorNotConfirmed` when no candidate matched."""
+        result = self.check_factor()
+        if result.status is FactorStatus.NOT_CONFIRMED:
+            raise FactorNotConfirmed(result)
+        return result
+
+    def _ensure_factor_in_place(self) -> None:
+        """Confirm the factor if not done yet, then select again what was current."""
+        if self.factor_confirmation is not None:
+            self.ensure_factor()
+            return
+        df_name, ef_path = self.current_df, self.current_ef
+        self.ensure_factor()
+        if df_name is not None:
+            self.select_df(df_name)
+        if ef_path is not None:
+            self.select_ef(ef(ef_path))
+
     @property
     def card_factor(self) -> bytes:
+        """The card factor (confirmed first, see :meth:`ensure_factor`)."""
         if self._card_factor is None:
-            historical = parse_atr(self.channel.atr()).historical_bytes
-            self._card_factor = card_factor_from_atr(historical)
+            self._card_factor = self.ensure_factor().factor
         return self._card_factor
 
     @property
@@ -231,6 +315,8 @@ class CardSession:
 
     def ensure_access(self, target: EF, key_name: str | None, where: str) -> None:
         """Select ``target`` and put its DF into the state of ``key_name`` (None: free)."""
+        if key_name is not None and self.auth_key != key_name:
+            self.ensure_factor()  # may select DDF1: do it before selecting the target
         if key_name is not None and self._city_factor is None:
             stk = _STK.get(target.df)
             levels = {self.key_spec(key_name).levels}
@@ -255,16 +341,29 @@ class CardSession:
                 failed.meaning,
                 failed.retries_left,
             )
+        self._ensure_factor_in_place()
         factors = self.factors(spec)
         challenge = self.call(commands.get_challenge(_CHALLENGE_LENGTH), label).data
         plain = challenge if card_key.role in ("update", "erase") else RK_PLAINTEXT
         data = self.security.external_auth_data(spec, factors, challenge, plain)
+        command = commands.external_authenticate(card_key.card_key_ref, data)
         try:
-            self.call(commands.external_authenticate(card_key.card_key_ref, data), label)
+            self.call(command, label)
         except (AuthenticationFailed, AuthenticationBlocked) as exc:
             self.auth_key = None
             self._failed[key_name] = exc
             raise
+        except NotFound as exc:
+            self.auth_key = None
+            if exc.sw != _KEY_NOT_FOUND:
+                raise
+            raise KeyNotPresent(
+                exc.sw,
+                f"{where}: {command.label} ({key_name})",
+                f"key {key_name} not present on this card (not a refused authentication; "
+                "no try spent)",
+                key=key_name,
+            ) from exc
         except BaseException:
             self.auth_key = None
             raise
@@ -277,6 +376,7 @@ class CardSession:
         """``04 DC rr 04`` with the current DF's STK session key (reference §3.6)."""
         if self.current_df is None:
             raise CardOperationError(f"{where}: no current DF for secure messaging")
+        self._ensure_factor_in_place()
         spec = self.key_spec(_STK[self.current_df])
         if spec.levels == 2 and self._city_factor is None:  # reading it would move away
             raise CardOperationError(f"{where}: city factor unknown before secure messaging")

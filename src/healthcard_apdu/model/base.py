@@ -12,7 +12,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
-from .codec import Value, decode_item, decode_tlv, empty_value, encode_item, encode_tlv
+from .codec import (
+    DecodeWarning,
+    Value,
+    decode_item,
+    decode_item_lenient,
+    decode_tlv,
+    decode_tlv_lenient,
+    empty_value,
+    encode_item,
+    encode_tlv,
+)
 from .errors import DecodeError, LayoutError, SchemaError, ValidationError
 from .layout import EF, Item, Structure, files_of_layout, items_in_range, layout_items
 from .validators import CROSS_CHECKS, item_errors
@@ -194,16 +204,31 @@ class FileValue:
         raise LayoutError(f"{self.LAYOUT} is {structure}; use to_bytes()")
 
     @classmethod
-    def from_records(cls, records: Mapping[int, bytes]) -> Self:
-        """Decode records read from the card; missing record numbers give empty values."""
+    def from_records(
+        cls, records: Mapping[int, bytes], *, warnings: list[DecodeWarning] | None = None
+    ) -> Self:
+        """Decode records read from the card; missing record numbers give empty values.
+
+        Strict (raises :class:`DecodeError`) unless ``warnings`` is a list: then bytes out of
+        spec decode leniently and one :class:`DecodeWarning` per item is appended to it.
+        """
         structure = cls.structure()
         if structure not in ("tlv_records", "linear_fixed"):
             raise LayoutError(f"{cls.LAYOUT} is {structure}; use from_bytes()")
-        decode = decode_tlv if structure == "tlv_records" else decode_item
+        tlv = structure == "tlv_records"
         fields: dict[str, Value] = {}
         for s in cls.slots():
             raw = records.get(s.record or 0)
-            fields[s.field] = empty_value(s.item) if raw is None else decode(s.item, raw)
+            if raw is None:
+                fields[s.field] = empty_value(s.item)
+            elif warnings is None:
+                fields[s.field] = (decode_tlv if tlv else decode_item)(s.item, raw)
+            else:
+                value, warning = (decode_tlv_lenient if tlv else decode_item_lenient)(s.item, raw)
+                fields[s.field] = value
+                if warning is not None:
+                    warnings.append(dataclasses.replace(warning, context=cls.LAYOUT,
+                                                        record=s.record))
         return cls(**fields)
 
     # --- transparent files and single cyclic records ----------------------------------------
@@ -238,15 +263,20 @@ class FileValue:
         return self.to_bytes()[: self.data_length()]
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> Self:
+    def from_bytes(cls, raw: bytes, *, warnings: list[DecodeWarning] | None = None) -> Self:
         """Decode a file image. EE/ED also accept only the data part (no signature/cert);
-        the photo accepts any length from 2 + its JPEG length up to 3074."""
+        the photo accepts any length from 2 + its JPEG length up to 3074.
+
+        Strict unless ``warnings`` is a list (see :meth:`from_records`); then an image of
+        another length is decoded as far as it goes, too.
+        """
         raw = bytes(raw)
         slots = cls._offset_slots()
         size = cls.byte_size()
-        if slots[0].item.kind == "photo":
-            return cls(**{slots[0].field: decode_item(slots[0].item, raw)})
-        if len(raw) not in (size, cls.data_length()):
+        lenient = warnings is not None
+        if not lenient and slots[0].item.kind != "photo" and len(raw) not in (
+            size, cls.data_length()
+        ):
             raise DecodeError(
                 None, len(raw), f"needs {size} (or {cls.data_length()}) bytes", context=cls.LAYOUT
             )
@@ -255,15 +285,39 @@ class FileValue:
             offset = s.item.offset or 0
             if offset >= len(raw):
                 fields[s.field] = empty_value(s.item)
-            else:
-                fields[s.field] = decode_item(s.item, raw[offset : offset + s.item.length])
+                continue
+            part = raw if s.item.kind == "photo" else raw[offset : offset + s.item.length]
+            if warnings is None:
+                fields[s.field] = decode_item(s.item, part)
+                continue
+            if s.item.kind != "photo" and len(part) < s.item.length and len(raw) in (
+                size, cls.data_length()
+            ):
+                fields[s.field] = empty_value(s.item)  # beyond the data part: not stored
+                continue
+            value, warning = decode_item_lenient(s.item, part)
+            fields[s.field] = value
+            if warning is not None:
+                warnings.append(dataclasses.replace(warning, context=cls.LAYOUT))
         return cls(**fields)
 
     @classmethod
-    def decode_range(cls, pos: int, raw: bytes) -> dict[str, Value]:
-        """Decode a partial read at ``pos`` (item-aligned) to English name -> value."""
+    def decode_range(
+        cls, pos: int, raw: bytes, *, warnings: list[DecodeWarning] | None = None
+    ) -> dict[str, Value]:
+        """Decode a partial read at ``pos`` (item-aligned) to English name -> value (lenient
+        with ``warnings``, see :meth:`from_records`)."""
         items = items_in_range(cls.LAYOUT, pos, len(raw))
-        return {i.name: decode_item(i, raw[(i.offset or 0) - pos : i.end - pos]) for i in items}
+        out: dict[str, Value] = {}
+        for i in items:
+            part = raw[(i.offset or 0) - pos : i.end - pos]
+            if warnings is None:
+                out[i.name] = decode_item(i, part)
+                continue
+            out[i.name], warning = decode_item_lenient(i, part)
+            if warning is not None:
+                warnings.append(dataclasses.replace(warning, context=cls.LAYOUT))
+        return out
 
     @classmethod
     def encode_range(cls, values: Mapping[str, Value]) -> tuple[int, bytes]:

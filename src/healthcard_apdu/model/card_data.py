@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from importlib import resources
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from .base import FileValue, JsonObject, KeyStyle
+from .codec import DecodeWarning
 from .errors import LayoutError, SchemaError, ValidationError
 from .files import (
     Addresses,
@@ -98,10 +100,22 @@ class CyclicFile(Generic[E]):
         return tuple(reversed(self.entries))
 
     @classmethod
-    def from_records(cls, records: Mapping[int, bytes]) -> Self:
-        """Decode records 1..n as read from the card; blank records are dropped."""
-        decoded = (cls.ENTRY.from_bytes(records[n]) for n in sorted(records))
+    def from_records(
+        cls, records: Mapping[int, bytes], *, warnings: list[DecodeWarning] | None = None
+    ) -> Self:
+        """Decode records 1..n as read from the card; blank records are dropped (lenient
+        with ``warnings``, see :meth:`FileValue.from_records`; extra records are dropped)."""
+        decoded: list[FileValue] = []
+        for n in sorted(records):
+            if warnings is None:
+                decoded.append(cls.ENTRY.from_bytes(records[n]))
+                continue
+            found: list[DecodeWarning] = []
+            decoded.append(cls.ENTRY.from_bytes(records[n], warnings=found))
+            warnings += [dataclasses.replace(w, record=n) for w in found]
         entries: tuple[Any, ...] = tuple(e for e in decoded if not e.is_empty())
+        if warnings is not None:
+            entries = entries[: cls.capacity()]
         return cls(entries)
 
     def to_json(

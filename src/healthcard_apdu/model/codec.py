@@ -13,11 +13,19 @@ Python value types (see docs/model.md):
 
 Empty values: "" for ans and cn, b"" for binary and photo, None for flags and b1 codes.
 Decoding maps all-00 and all-FF ans, all-FF cn and all-00/all-FF binary to the empty value.
+
+**Read leniently, write strictly.** :func:`decode_item` / :func:`decode_tlv` raise
+:class:`DecodeError` on bytes out of spec; :func:`decode_item_lenient` /
+:func:`decode_tlv_lenient` never raise: they return a best-effort value and a
+:class:`DecodeWarning` (what real issued cards hold, e.g. a cn item with a non-decimal nibble,
+``00022483A``, is kept as that text). The encoders stay strict, so such a value is refused when
+written back.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .errors import DecodeError, EncodeError, LayoutError
 from .layout import Item
@@ -272,3 +280,104 @@ def from_dll_string(item: Item, text: str) -> Value:
         return decode_item(item, raw)
     except DecodeError as exc:
         raise EncodeError(item, text, exc.reason) from None
+
+
+# --- lenient decoding -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecodeWarning:
+    """Card bytes of one item that are out of spec, and the value shown for them instead.
+
+    ``raw`` is what the card holds for the item (the whole TLV record for record items);
+    ``context`` is the file path and ``record`` the record number when known.
+    """
+
+    item: Item
+    raw: bytes
+    value: Value
+    reason: str
+    context: str | None = None
+    record: int | None = None
+
+    @property
+    def shown(self) -> str:
+        """The value as shown (bytes as hex)."""
+        if isinstance(self.value, bytes):
+            return self.value.hex().upper()
+        return repr(self.value)
+
+    @property
+    def message(self) -> str:
+        where = f"{self.context}: " if self.context else ""
+        return (f"{where}item {self.item.no} {self.item.code} ({self.item.name}): {self.reason}; "
+                f"card bytes {self.raw.hex().upper() or '(none)'}, shown as {self.shown}")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _fit(item: Item, raw: bytes) -> bytes:
+    """``raw`` cut or padded to the item's length (cn and one-byte flags/codes with FF, i.e.
+    "not recorded"; others with 00)."""
+    fill = b"\xff" if item.fmt == "cn" or item.kind in ("flag", "code", "index_flag") else b"\x00"
+    return raw[: item.length] + fill * max(0, item.length - len(raw))
+
+
+def _fallback(item: Item, raw: bytes) -> Value:
+    """The value shown for bytes that do not decode (``raw`` has the item's length)."""
+    if item.fmt == "cn":
+        return raw.hex().upper().rstrip("F")
+    if item.fmt == "ans":
+        end = raw.find(0)
+        return (raw if end < 0 else raw[:end]).decode("gbk", errors="replace")
+    kind = item.kind
+    if kind == "flag":
+        return None
+    if kind == "index_flag":
+        return raw[:1] == b"\x00"
+    if kind == "code":
+        return None if not raw or raw[0] == 0xFF else raw[0]
+    return bytes(raw)
+
+
+def _photo_fallback(item: Item, raw: bytes) -> bytes:
+    size = int.from_bytes(raw[:_PHOTO_HEADER], "big") if len(raw) >= _PHOTO_HEADER else 0
+    if size in (0, 0xFFFF):
+        return b""
+    return bytes(raw[_PHOTO_HEADER : _PHOTO_HEADER + min(size, item.length - _PHOTO_HEADER)])
+
+
+def decode_item_lenient(item: Item, raw: bytes) -> tuple[Value, DecodeWarning | None]:
+    """:func:`decode_item`, but never raising: bytes out of spec give a best-effort value (cn:
+    the nibbles as text up to the F padding; ans: GBK with U+FFFD for bad bytes; flags: None;
+    index flags: valid only for 00; wrong lengths are cut or padded) and a warning."""
+    raw = bytes(raw)
+    try:
+        return decode_item(item, raw), None
+    except DecodeError as exc:
+        reason = exc.reason
+    if item.kind == "photo":
+        value: Value = _photo_fallback(item, raw)
+    else:
+        fitted = _fit(item, raw)
+        try:
+            value = decode_item(item, fitted)
+        except DecodeError:
+            value = _fallback(item, fitted)
+    return value, DecodeWarning(item, raw, value, reason)
+
+
+def decode_tlv_lenient(item: Item, raw: bytes) -> tuple[Value, DecodeWarning | None]:
+    """:func:`decode_tlv`, but never raising (see :func:`decode_item_lenient`): a wrong tag or
+    length byte is reported and the value bytes that are there are decoded."""
+    raw = bytes(raw)
+    try:
+        return decode_tlv(item, raw), None
+    except DecodeError as exc:
+        reason = exc.reason
+    except LayoutError:
+        raise
+    body = raw[2 : 2 + raw[1]] if len(raw) >= 2 else b""
+    value, _ = decode_item_lenient(item, _fit(item, body))
+    return value, DecodeWarning(item, raw, value, reason)

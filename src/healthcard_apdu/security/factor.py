@@ -68,7 +68,9 @@ class FactorRule:
             )
         if self.kind == "fixed" and (self.value is None or len(self.value) != FACTOR_LENGTH):
             got = "none" if self.value is None else f"{len(self.value)} bytes"
-            raise FactorRuleError(f"card-factor rule fixed: needs 8 bytes (16 hex digits), got {got}")
+            raise FactorRuleError(
+                f"card-factor rule fixed: needs 8 bytes (16 hex digits), got {got}"
+            )
         if self.kind != "offset" and self.offset is not None:
             raise FactorRuleError(f"card-factor rule {self.kind} takes no offset")
         if self.kind != "fixed" and self.value is not None:

@@ -71,7 +71,9 @@ class Quirks:
     absent_external_keys: set[int] = field(default_factory=set)
     absent_internal_keys: set[int] = field(default_factory=set)
 
-    _SETS: ClassVar[tuple[str, ...]] = ("bare_select", "fci_without_a5", "absent_external_keys", "absent_internal_keys")
+    _SETS: ClassVar[tuple[str, ...]] = (
+        "bare_select", "fci_without_a5", "absent_external_keys", "absent_internal_keys"
+    )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
