@@ -25,7 +25,8 @@ def test_doctor_reports_the_card_factor_of_a_card_in_a_reader(vpcd_slot: ServeOn
     assert checks["pcscd"]["status"] == "ok"
     card = next(c for c in checks.values() if reader in c["detail"])
     assert card["status"] == "ok"
-    assert "card factor 0081866B00001015" in card["detail"] and "T=1" in card["detail"]
+    assert "first-8 0081866B00001015 (the rule)" in card["detail"] and "T=1" in card["detail"]
+    assert "last-8 0010154843019000" in card["detail"]  # the other known rule, as a candidate
     assert checks["vpcd"]["status"] == "ok"
 
 

@@ -61,12 +61,17 @@ def test_write_then_read_json_round_trip(setup: dict[str, Path]) -> None:
     code, out, err = _run(read_command, "--json", *_sim(setup))
     assert code == 0, err
     first = json.loads(out)
-    assert _blank_signatures(first) == _blank_signatures(written)
+    assert {k: v for k, v in first.items() if k != "signatures"} != first
+    assert first["signatures"] == {"DF03EE01": "signed-valid", "DF03ED01": "signed-valid"}
+    assert "warnings" not in first and err == ""
+    assert _blank_signatures({k: v for k, v in first.items() if k != "signatures"}) == \
+        _blank_signatures(written)
     record = first["DF03EE"][0]
     assert bytes.fromhex(record["ZYSAMKZS"]) == CERTIFICATE
     assert first["DF03EE"][1:] == [None, None]
 
-    # what was read, written back, reads back identically (valid signatures are kept)
+    # what was read (with its "signatures" report), written back, reads back identically
+    # (valid signatures are kept; the reserved keys are not files)
     again = setup["dir"] / "again.json"
     again.write_text(out, encoding="utf-8")
     assert _run(write_command, "--data", str(again), *_sim(setup))[0] == 0
@@ -126,9 +131,13 @@ def test_tampered_record_exits_with_a_clear_message(setup: dict[str, Path]) -> N
     node = mf.children[0xDDF1].children[0xDF03].children[0xED01]
     node.data[0:2] = "甲".encode("gbk")  # first character of the institution name
     save_image(image, setup["image"], durable=False)
-    code, _, err = _run(read_command, *_sim(setup))
+    code, out, err = _run(read_command, *_sim(setup))
     assert code == 1
     assert "DF03/ED01 (outpatient record 1): signature check failed" in err
+    # the rest of the card is still shown, and the record's status says what happened
+    assert any(line.split()[:3] == ["DDF1EF06", "11", "XM"] for line in out.splitlines())
+    assert any(line.split() == ["DF03ED01", "signature", "signature-invalid"]
+               for line in out.splitlines())
     code, out, _ = _run(read_command, "--no-verify", "--json", *_sim(setup))
     assert code == 0
     record = json.loads(out)["DF03ED"][0]

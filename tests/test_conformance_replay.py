@@ -69,13 +69,15 @@ def test_a_tampered_answer_changes_only_its_case(tmp_path: Path) -> None:
 
 
 def test_other_keys_diverge_from_the_transcript(tmp_path: Path) -> None:
+    """Other keys do not confirm the recorded card's factor: the setup stops (the card's
+    INTERNAL AUTHENTICATE answer is not theirs and the transcript holds no second try), so
+    no case runs against keys that are not the card's."""
     run_on(fresh_card(), groups=["auth", "issuance"], trace=tmp_path / "live.jsonl")
     other = SoftwareSecurityModule(KeySet.generate())
     replay = replay_suite(tmp_path / "live.jsonl", other)
-    statuses = {r.info.id: r for r in replay.results}
-    assert statuses["HC-AUTH-001"].status is Status.ERROR
-    assert "replay" in statuses["HC-AUTH-001"].message
-    assert all(statuses[f"HC-ISS-00{n}"].status is Status.PASSED for n in range(1, 6))
+    assert "replay" in replay.setup_error and "0088" in replay.setup_error
+    assert {r.status for r in replay.results} == {Status.ERROR}
+    assert all(r.message.startswith("setup failed") for r in replay.results)
 
 
 def test_replay_refuses_another_profile_and_foreign_traces(tmp_path: Path) -> None:

@@ -238,6 +238,7 @@ def test_schema_lists_exactly_the_fields_the_parser_accepts() -> None:
     assert isinstance(defs, dict)
     assert _props(schema) == set(profile_module._TOP)
     assert _props(defs["card"]) == set(profile_module._CARD)
+    assert _props(defs["product"]) == set(profile_module._PRODUCT)
     assert _props(defs["df"]) == set(profile_module._DF)
     assert _props(defs["key_file"]) == set(profile_module._KEY_FILE)
     assert _props(defs["file"]) == set(profile_module._FILE)

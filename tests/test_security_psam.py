@@ -20,7 +20,7 @@ from healthcard_apdu.security import (
     sign_record,
     verify_record,
 )
-from healthcard_apdu.security.errors import SamCommandError
+from healthcard_apdu.security.errors import SamCommandError, SecurityModuleError
 from healthcard_apdu.security.export import simulator_sam_document
 from healthcard_apdu.security.psam import PsamSecurityModule, pin_to_bcd
 from healthcard_apdu.sim.card import SimSam
@@ -65,7 +65,8 @@ def _module(
     return PsamSecurityModule(Channel(InProcessTransport(sam)), pin=pin), sam
 
 
-UNLOCK = [("00A4000002DF01", "9000"), ("0020000003123456", "9000")]
+#: The PIN at the MF, then the application (real PSAMs in public reader logs, docs/keys.md).
+UNLOCK = [("00A40000023F00", "9000"), ("0020000003123456", "9000"), ("00A4000002DF01", "9000")]
 
 
 def test_external_auth_reproduces_the_rk1_df03_trace() -> None:
@@ -133,7 +134,7 @@ def test_interleaved_sessions_re_send_their_80de() -> None:
 
 
 def test_wrong_pin_is_reported_once_and_never_resent() -> None:
-    module, sam = _module([("00A4000002DF01", "9000"), ("0020000003123456", "63C2")])
+    module, sam = _module([("00A40000023F00", "9000"), ("0020000003123456", "63C2")])
     with pytest.raises(SamPinError, match="2 tries left") as info:
         module.session(STANDARD_KEY_SPECS["UK1_DDF1"], FACTORS, bytes(8))
     assert info.value.retries_left == 2
@@ -144,8 +145,33 @@ def test_wrong_pin_is_reported_once_and_never_resent() -> None:
     assert "123456" not in str(info.value)
 
 
+def test_pin_in_df01_when_configured() -> None:
+    """libzhouyb's order: SELECT DF01, then VERIFY (``pin_at="df01"``)."""
+    sam = ScriptedSam([("00A4000002DF01", "6F089000"), ("0020000003123456", "9000"),
+                       ("80DE272A10" + "0081866B00001015" + "00" * 8, "9000")])
+    module = PsamSecurityModule(Channel(InProcessTransport(sam)), pin="123456", pin_at="df01")
+    module.session(STANDARD_KEY_SPECS["UK1_DDF1"], FACTORS, bytes(8))
+    assert not sam.script
+    with pytest.raises(SecurityModuleError, match="pin_at"):
+        PsamSecurityModule(Channel(InProcessTransport(sam)), pin=None, pin_at="ddf1")
+
+
+@pytest.mark.parametrize("fci", ["6109", "6116", "9000"])
+def test_the_host_does_not_depend_on_the_sam_fci(fci: str) -> None:
+    """Real PSAMs answer 9 or 22 bytes of FCI for the MF (10, 20 or 22 for DF01) or none."""
+    script = [("00A40000023F00", fci)]
+    if fci != "9000":
+        script.append((f"00C00000{fci[2:]}", "6F" + "00" * (int(fci[2:], 16) - 1) + "9000"))
+    script += [("0020000003123456", "9000"), ("00A4000002DF01", "9000"),
+               ("80DE272A10" + "0081866B00001015" + "00" * 8, "9000")]
+    sam = ScriptedSam(script)
+    module = PsamSecurityModule(Channel(InProcessTransport(sam)), pin="123456")
+    module.session(STANDARD_KEY_SPECS["UK1_DDF1"], FACTORS, bytes(8))
+    assert not sam.script
+
+
 def test_blocked_pin() -> None:
-    module, _ = _module([("00A4000002DF01", "9000"), ("0020000003123456", "6983")])
+    module, _ = _module([("00A40000023F00", "9000"), ("0020000003123456", "6983")])
     with pytest.raises(SamPinError, match="blocked") as info:
         module.unlock()
     assert info.value.retries_left == 0
@@ -291,7 +317,7 @@ def test_an_interrupted_pin_verification_never_goes_on_without_the_pin() -> None
                 raise KeyboardInterrupt  # operator pressed Ctrl-C while the PIN was in flight
             return super().process(apdu)
 
-    sam = InterruptedSam([("00A4000002DF01", "9000")])
+    sam = InterruptedSam([("00A40000023F00", "9000")])
     module = PsamSecurityModule(Channel(InProcessTransport(sam)), pin="123456")
     with pytest.raises(KeyboardInterrupt):
         module.unlock()

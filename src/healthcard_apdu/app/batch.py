@@ -36,6 +36,7 @@ from healthcard_apdu.batch.slots import (
 )
 from healthcard_apdu.batch.validate import RecordChecker
 from healthcard_apdu.card.errors import ConnectOptionsError
+from healthcard_apdu.security import FactorRule
 from healthcard_apdu.transport.inprocess import CardLike
 
 __all__ = [
@@ -184,12 +185,21 @@ def open_issuer(
     security: SecurityOptions,
     *,
     names: OptionNames = option_flag,
+    factor_rule: FactorRule | None = None,
+    confirm_factor: bool = True,
 ) -> OpenIssuer:
     """The issuer ``spec`` names. The default (:data:`DEFAULT_ISSUER`) personalizes with the
     profile and the security module the options choose (a PSAM is refused: it cannot give the
-    card keys); another factory gets ``(profile, keys)`` with ``keys`` = the key file or
-    ``pkcs11:LABEL``."""
+    card keys); ``factor_rule`` overrides the profile's card-factor rule and
+    ``confirm_factor=False`` skips the INTERNAL AUTHENTICATE check before an erase. Another
+    factory gets ``(profile, keys)`` with ``keys`` = the key file or ``pkcs11:LABEL`` (and
+    neither of those two options)."""
     if spec != DEFAULT_ISSUER:
+        if factor_rule is not None or not confirm_factor:
+            raise ConnectOptionsError(
+                f"{names('factor_rule')} / {names('no_factor_check')} go with the default "
+                f"issuer; the factory {spec!r} reads the profile itself"
+            )
         if len(security.chosen()) > 1:
             security.backend(names)  # raises, naming the options
         for name in _NOT_FOR_CUSTOM:
@@ -208,9 +218,12 @@ def open_issuer(
     from healthcard_apdu.perso.profile import DEFAULT_PROFILE, load_profile
 
     chosen = load_profile(profile or DEFAULT_PROFILE)
+    if factor_rule is not None:
+        chosen = chosen.with_factor_rule(factor_rule)
     opened = open_security(security, algorithm=chosen.algorithm, issuing=True, names=names)
     try:
-        return OpenIssuer(PersoCardIssuer(chosen, opened.module), opened)
+        return OpenIssuer(PersoCardIssuer(chosen, opened.module, confirm_factor=confirm_factor),
+                          opened)
     except BaseException:
         opened.close()
         raise

@@ -11,7 +11,8 @@ Security module (:class:`SecurityOptions`, exactly one):
 
 * ``keys``: an encrypted key file (software module), unlocked with ``passphrase``;
 * ``pkcs11_token``: master keys in a PKCS#11 token (``pkcs11_module``, user PIN ``pkcs11_pin``);
-* ``sam_reader``: a PSAM in a PC/SC reader (PIN ``sam_pin``);
+* ``sam_reader``: a PSAM in a PC/SC reader (PIN ``sam_pin``, verified at the MF unless
+  ``sam_pin_at="df01"``);
 * ``sim_sam``: a simulated SAM key file, in-process (PIN ``sam_pin``).
 
 Passphrases and PINs are :data:`Secret` values: a string, or a function called only when the
@@ -232,6 +233,7 @@ class SecurityOptions:
     sam_reader: str | int | None = None
     sam_pin: Secret = field(default=None, repr=False)
     sim_sam: str | os.PathLike[str] | None = None
+    sam_pin_at: str = "mf"
 
     def chosen(self) -> list[str]:
         """The backend options that are set."""
@@ -351,6 +353,7 @@ def open_security(
                 Channel(link, trace=trace),
                 pin=_resolve(options.sam_pin),
                 algorithm=algorithm or BlockCipher.SM4,
+                pin_at=options.sam_pin_at,
             )
             module = sam.security
         closers.append(module.close)
@@ -425,6 +428,7 @@ def open_card(
     sam_pin: Secret = None,
     pkcs11_pin: Secret = None,
     sam_algorithm: BlockCipher | None = None,
+    sam_pin_at: str = "mf",
     trace: Tracer | None = None,
     **card_options: Any,
 ) -> CardConnection:
@@ -432,7 +436,8 @@ def open_card(
 
     ``passphrase`` unlocks ``keys``; ``sam_pin`` is verified on the PSAM before its first
     service command (reading works without it on SAMs that allow it; signing needs it);
-    ``pkcs11_pin`` logs in to ``pkcs11_token``. ``sam_algorithm`` is the cipher of a PSAM
+    ``pkcs11_pin`` logs in to ``pkcs11_token``. ``sam_pin_at`` is where the PSAM PIN is
+    verified (``mf``, default, or ``df01``). ``sam_algorithm`` is the cipher of a PSAM
     (default SM4) or a PKCS#11 token (default 3DES). ``card_options`` go to
     :class:`HealthCard`. Errors in the options raise :class:`ConnectOptionsError` before
     anything is opened.
@@ -448,6 +453,7 @@ def open_card(
             sam_reader=sam_reader,
             sam_pin=sam_pin,
             sim_sam=sim_sam,
+            sam_pin_at=sam_pin_at,
         ),
         algorithm=sam_algorithm,
         trace=trace,

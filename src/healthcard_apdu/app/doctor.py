@@ -1,9 +1,14 @@
 """``healthcard doctor``: is this machine ready to talk to health cards?
 
 Checks, in order: the PC/SC service (pcscd), its readers and the cards in them (ATR, protocol,
-the card factor the keys are diversified with), the vsmartcard vpcd driver used by the
-simulator, and the optional parts (PyKCS11 + a PKCS#11 module, psycopg, Chromium). Each check
-says what to do when it fails. Nothing is sent to a card beyond what pcscd itself does.
+the card-factor candidates the card product's rule and the other known rules give), the
+vsmartcard vpcd driver used by the simulator, and the optional parts (PyKCS11 + a PKCS#11
+module, psycopg, Chromium). Each check says what to do when it fails. Nothing is sent to those
+cards beyond what pcscd itself does.
+
+With a card (``--reader`` / ``--sim-card``) and a security module, :func:`factor_checks` also
+confirms the card factor with INTERNAL AUTHENTICATE (no try counter): it lists the candidates,
+each try and the confirmed one.
 """
 
 from __future__ import annotations
@@ -16,10 +21,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from healthcard_apdu.apdu.errors import HealthCardError
+from healthcard_apdu.app.connect import CardOptions, SecurityOptions, connect
+from healthcard_apdu.card.factor import FactorStatus
+from healthcard_apdu.security import (
+    DEFAULT_FACTOR_RULE,
+    FactorRule,
+    FactorRuleError,
+    factor_candidates,
+)
 from healthcard_apdu.transport.atr import AtrError, parse_atr
 from healthcard_apdu.transport.pcsc import reader_statuses
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["Check", "candidates_text", "factor_checks", "run_checks"]
 
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 VPCD_CONFIG = Path("/etc/reader.conf.d/vpcd")
@@ -39,7 +52,43 @@ class Check:
         return asdict(self)
 
 
-def _pcsc() -> list[Check]:
+def candidates_text(historical: bytes, rule: FactorRule = DEFAULT_FACTOR_RULE) -> str:
+    """``card factor candidates: first-8 X (rule), last-8 Y``."""
+    try:
+        candidates = factor_candidates(historical, rule)
+    except FactorRuleError as exc:
+        return f"card factor rule {rule}: {exc}"
+    shown = ", ".join(
+        c.label + (" (the rule)" if i == 0 else "") for i, c in enumerate(candidates)
+    )
+    return f"card factor candidates {shown}"
+
+
+def factor_checks(
+    card: CardOptions, security: SecurityOptions, rule: FactorRule = DEFAULT_FACTOR_RULE
+) -> list[Check]:
+    """Confirm the card factor of ``card`` with INTERNAL AUTHENTICATE through ``security``:
+    ok when the rule's factor is confirmed, warn when another rule's is or when no check is
+    possible, fail when no candidate is confirmed. No EXTERNAL AUTHENTICATE is sent."""
+    try:
+        with connect(card, security, factor_rule=rule) as connection:
+            result = connection.card.confirm_card_factor()
+    except HealthCardError as exc:
+        return [Check("card factor", "fail", f"{type(exc).__name__}: {exc}")]
+    tries = "; ".join(
+        f"{t.candidate.label}: {'matched' if t.matched else 'no match'}" for t in result.tries
+    )
+    detail = result.message + (f" [INTERNAL AUTHENTICATE: {tries}]" if tries else "")
+    if result.status is FactorStatus.NOT_CONFIRMED:
+        status = "fail"
+    elif result.status is FactorStatus.CONFIRMED and not result.by_other_rule:
+        status = "ok"
+    else:
+        status = "warn"
+    return [Check("card factor", status, detail)]
+
+
+def _pcsc(rule: FactorRule = DEFAULT_FACTOR_RULE) -> list[Check]:
     try:
         statuses = reader_statuses()
     except HealthCardError as exc:
@@ -70,13 +119,13 @@ def _pcsc() -> list[Check]:
             )
             continue
         protocols = ",".join(f"T={p}" for p in info.protocols) or "?"
-        factor = info.historical_bytes[-8:].hex().upper()
+        factors = candidates_text(info.historical_bytes, rule)
         checks.append(
             Check(
                 name,
                 "ok",
                 f"{status.name}: ATR {status.atr.hex().upper()}, "
-                f"{protocols}, card factor {factor}" + (", in use" if status.in_use else ""),
+                f"{protocols}, {factors}" + (", in use" if status.in_use else ""),
             )
         )
     return checks
@@ -149,6 +198,14 @@ CHECKS: tuple[Callable[[], list[Check]], ...] = (
 )
 
 
-def run_checks() -> list[Check]:
-    """Every check, in order; the caller decides what a failure means."""
-    return [check for group in CHECKS for check in group()]
+def run_checks(
+    rule: FactorRule = DEFAULT_FACTOR_RULE,
+    card: CardOptions | None = None,
+    security: SecurityOptions | None = None,
+) -> list[Check]:
+    """Every check, in order; the caller decides what a failure means. With ``card`` and a
+    ``security`` module chosen, the card factor is confirmed too (:func:`factor_checks`)."""
+    checks = _pcsc(rule) + [check for group in CHECKS[1:] for check in group()]
+    if card is not None and card.given and security is not None and security.chosen():
+        checks += factor_checks(card, security, rule)
+    return checks

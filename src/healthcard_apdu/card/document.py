@@ -6,6 +6,10 @@ A document maps file keys to contents. The whole-card document is exactly
 ``DF03EE02`` / ``inpatient_2`` (one record or ``null``) and the index files ``DF03EF05`` /
 ``inpatient_index``. Keys are compact paths (``keys="code"``, items by pinyin code) or names
 (``keys="name"``, items by English name); reading accepts both.
+
+``healthcard read --json`` adds two reserved keys that :func:`write_document` ignores:
+``warnings`` (the read's :class:`CardNotice` list: items out of spec, the card-factor check)
+and ``signatures`` (EE/ED path -> ``signed-valid`` / ``unsigned`` / ``signature-invalid``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from healthcard_apdu.card.errors import NotWritable, RecordInvalid
+from healthcard_apdu.card.errors import NotWritable, RecordInvalid, SignatureInvalid
 from healthcard_apdu.card.healthcard import HealthCard, SignMode
 from healthcard_apdu.model import (
     Allergies,
@@ -32,6 +36,7 @@ from healthcard_apdu.model import (
 
 __all__ = [
     "DEFAULT_SELECTION",
+    "RESERVED_KEYS",
     "FileSelector",
     "WriteResult",
     "content_json",
@@ -43,6 +48,8 @@ __all__ = [
 ]
 
 KeysBy = Literal["code", "name"]
+#: Document keys that are not files: what ``read --json`` adds besides the files.
+RESERVED_KEYS = frozenset({"warnings", "signatures"})
 Content = FileValue | CyclicFile[Any] | tuple[FileValue | None, ...] | None
 
 
@@ -127,36 +134,58 @@ def _unique(selectors: Iterable[str] | None) -> list[FileSelector]:
 # -- reading --------------------------------------------------------------------------------
 
 
-def _read_record_at(card: HealthCard, path: str, verify: bool | None) -> FileValue:
+def _read_record_at(
+    card: HealthCard, path: str, verify: bool | None,
+    failures: list[SignatureInvalid] | None = None,
+) -> FileValue:
     number = int(path[-1])
-    if path.startswith("DF03/EE"):
-        return card.read_inpatient(number, verify=verify)
-    return card.read_outpatient(number, verify=verify)
+    try:
+        if path.startswith("DF03/EE"):
+            return card.read_inpatient(number, verify=verify)
+        return card.read_outpatient(number, verify=verify)
+    except SignatureInvalid as exc:
+        if failures is None or not isinstance(exc.record_value, FileValue):
+            raise
+        failures.append(exc)
+        return exc.record_value  # shown, but the caller reports the failure
 
 
-def _read_one(card: HealthCard, selector: FileSelector, verify: bool | None) -> Content:
+def _read_one(
+    card: HealthCard, selector: FileSelector, verify: bool | None,
+    failures: list[SignatureInvalid] | None = None,
+) -> Content:
     if selector.is_group:
         index = card.read_file("DF03/EF05" if selector.code == "DF03EE" else "DF03/EF06")
         assert isinstance(index, FileValue)
         flags = list(index.values().values())
         return tuple(
-            _read_record_at(card, path, verify) if valid else None
+            _read_record_at(card, path, verify, failures) if valid else None
             for path, valid in zip(selector.paths, flags, strict=True)
         )
     path = selector.paths[0]
     if path.startswith(("DF03/EE", "DF03/ED")):
         try:
-            return _read_record_at(card, path, verify)
+            return _read_record_at(card, path, verify, failures)
         except RecordInvalid:
             return None
     return card.read_file(path)
 
 
 def read_selection(
-    card: HealthCard, selectors: Iterable[str] | None = None, *, verify: bool | None = None
+    card: HealthCard,
+    selectors: Iterable[str] | None = None,
+    *,
+    verify: bool | None = None,
+    failures: list[SignatureInvalid] | None = None,
 ) -> list[tuple[FileSelector, Content]]:
-    """Read the selected files (all by default) as typed values, in selection order."""
+    """Read the selected files (all by default) as typed values, in selection order.
+
+    With a ``failures`` list, an EE/ED record whose signature check fails is collected there
+    (its untrusted decoded value is shown) and reading goes on; otherwise it raises.
+    """
     chosen = _unique(selectors)
+    if failures is not None:
+        return [(selector, _read_one(card, selector, verify, failures)) for selector in chosen]
     if chosen == list(DEFAULT_SELECTION):
         data = card.read_card(verify=verify)
         values: list[Content] = [
@@ -344,6 +373,8 @@ def write_document(
     wanted = None if selectors is None else _unique(selectors)
     parsed: list[tuple[FileSelector, Content]] = []
     for key, value in document.items():
+        if key in RESERVED_KEYS:
+            continue  # what `read --json` reports besides the files
         selector = resolve_selector(key)
         if any(s == selector for s, _ in parsed):
             raise SchemaError(None, key, "file given twice")

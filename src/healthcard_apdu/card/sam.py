@@ -39,8 +39,9 @@ _PUBLIC, _TERMINAL, _APP, _ISSUER_CERT = 0x0015, 0x0016, 0x001A, 0x001B
 class Sam:
     """A PSAM (real, or simulated) for the national SAM functions.
 
-    ``pin`` (optional) is verified by the security module before its first service command;
-    :meth:`verify_pin` verifies one explicitly (the national ``iVerifyPIN`` / ``VerifyPin``).
+    ``pin`` (optional) is verified by the security module before its first service command,
+    at the MF by default (``pin_at="df01"``: in DF01); :meth:`verify_pin` verifies one
+    explicitly (the national ``iVerifyPIN`` / ``VerifyPin``).
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class Sam:
         pin: str | None = None,
         algorithm: BlockCipher = BlockCipher.SM4,
         name: str = "psam",
+        pin_at: str = "mf",
     ) -> None:
         if isinstance(channel, Transport):
             channel = Channel(channel)
@@ -63,7 +65,8 @@ class Sam:
                 self._mf_files[fid] = self._read(fid)
             except HealthCardError as exc:
                 self._mf_files[fid] = exc
-        self.security = PsamSecurityModule(channel, pin=pin, algorithm=algorithm, name=name)
+        self.security = PsamSecurityModule(channel, pin=pin, algorithm=algorithm, name=name,
+                                           pin_at=pin_at)
 
     def __repr__(self) -> str:
         return f"Sam({self.channel.transport.name})"

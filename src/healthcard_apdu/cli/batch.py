@@ -39,7 +39,12 @@ from healthcard_apdu.cli.common import (
     emit,
     exit_on_errors,
 )
-from healthcard_apdu.cli.options import pop_security_options, security_options
+from healthcard_apdu.cli.options import (
+    factor_options,
+    pop_factor_options,
+    pop_security_options,
+    security_options,
+)
 
 __all__ = ["DEFAULT_ISSUER", "SimCardStore", "batch", "load_issuer", "tear_faults"]
 
@@ -100,6 +105,7 @@ def batch() -> None:
               help="Fraction of simulated cards torn during their first insertion.")
 @click.option("--sim-seed", type=int, default=1, help="Seed of the simulated faults.")
 @click.option("--progress/--no-progress", default=True, help="Live progress on stderr.")
+@factor_options
 def run_command(residents: str, profile: str | None, readers: tuple[str, ...],
                 sim_readers: int, journal: str | None, batch_name: str | None,
                 station: str | None, encoding: str | None, fmt: str | None,
@@ -110,8 +116,10 @@ def run_command(residents: str, profile: str | None, readers: tuple[str, ...],
     """Validate RESIDENTS, load it into the journal and issue it on the readers.
 
     The default issuer personalizes with --profile and one security module (--keys or
-    --pkcs11-token; a PSAM cannot personalize).
+    --pkcs11-token; a PSAM cannot personalize). Before it erases an issued card, the card
+    factor is confirmed with INTERNAL AUTHENTICATE (no try counter).
     """
+    factor = pop_factor_options(security)
     file_format: Format | None = "csv" if fmt == "csv" else "jsonl" if fmt == "jsonl" else None
     target = _journal_target(journal, residents)
     security_choice = pop_security_options(security)
@@ -132,7 +140,8 @@ def run_command(residents: str, profile: str | None, readers: tuple[str, ...],
             raise click.UsageError("--reader and --sim exclude each other")
         name = batch_name or default_batch_name(residents)
         with exit_on_errors(((BatchError, EXIT_USAGE),)), \
-                open_issuer(issuer_spec, profile, security_choice) as opened:
+                open_issuer(issuer_spec, profile, security_choice, factor_rule=factor.rule,
+                            confirm_factor=factor.confirm) as opened:
             pool_dir = None
             if sim_readers:
                 pool_dir = Path(sim_pool) if sim_pool else default_sim_pool(target, residents,

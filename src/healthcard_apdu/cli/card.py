@@ -2,7 +2,9 @@
 
 The commands only parse options and print; connecting is ``app.connect.connect`` (options:
 ``cli.options``) and the documents are ``card.document``. Passphrases and PINs come from
-environment variables or a hidden prompt, never from the command line.
+environment variables or a hidden prompt, never from the command line. Notices of the read
+(items out of spec, the card-factor check) go to stderr as ``warning:`` lines and, with
+``--json``, into the document's ``warnings``; they do not change the exit code.
 """
 
 from __future__ import annotations
@@ -23,14 +25,19 @@ from healthcard_apdu.card.document import (
     read_selection,
     write_document,
 )
-from healthcard_apdu.cli.common import EXIT_USAGE, die, emit, exit_on_errors
+from healthcard_apdu.card.errors import SignatureInvalid
+from healthcard_apdu.card.healthcard import HealthCard
+from healthcard_apdu.cli.common import EXIT_FAILED, EXIT_USAGE, die, emit, exit_on_errors
 from healthcard_apdu.cli.options import (
     card_options,
+    factor_options,
     pop_card_options,
+    pop_factor_options,
     pop_security_options,
     security_options,
     trace_option,
 )
+from healthcard_apdu.security import DEFAULT_FACTOR_RULE
 from healthcard_apdu.transport.trace import Tracer
 
 __all__ = ["read_command", "write_command"]
@@ -38,20 +45,49 @@ __all__ = ["read_command", "write_command"]
 _SIGN_MODES = {"auto": None, "always": True, "never": False}
 
 
+_profile_option = click.option(
+    "--profile",
+    "profile_name",
+    metavar="NAME|PATH",
+    help="Issuance profile whose [product] settings (card-factor rule) describe the card "
+    "family; default: first-8.",
+)
+
+
 def _connection_options(command: Any) -> Any:
-    return card_options(security_options(trace_option(command)))
+    return card_options(security_options(trace_option(factor_options(_profile_option(command)))))
 
 
 @contextmanager
-def _connect(options: dict[str, Any], *, verify: bool = True) -> Iterator[CardConnection]:
+def _connect(
+    options: dict[str, Any], *, verify: bool = True, require_signatures: bool = False
+) -> Iterator[CardConnection]:
     """The card and security module the options name; library errors -> exit codes."""
     card = pop_card_options(options)
     security = pop_security_options(options)
+    factor = pop_factor_options(options)
+    profile_name: str | None = options.pop("profile_name")
     trace_file: Path | None = options.pop("trace")
     with exit_on_errors(), ExitStack() as stack:
+        default_rule = DEFAULT_FACTOR_RULE
+        if profile_name is not None:
+            from healthcard_apdu.perso.profile import load_profile
+
+            default_rule = load_profile(profile_name).product.factor_rule
         tracer = stack.enter_context(Tracer(trace_file)) if trace_file is not None else None
-        with connect(card, security, trace=tracer, verify_signatures=verify) as connection:
-            yield connection
+        with connect(card, security, trace=tracer, verify_signatures=verify,
+                     require_signatures=require_signatures,
+                     factor_rule=factor.rule_or(default_rule),
+                     confirm_factor=factor.confirm) as connection:
+            try:
+                yield connection
+            finally:
+                _print_notices(connection.card)
+
+
+def _print_notices(card: HealthCard) -> None:
+    for notice in card.warnings:
+        click.echo(f"warning: {notice.message}", err=True)
 
 
 @click.command("read")
@@ -74,24 +110,47 @@ def _connect(options: dict[str, Any], *, verify: bool = True) -> Iterator[CardCo
 )
 @click.option("--all-items", is_flag=True, help="Table: also show empty items.")
 @click.option("--no-verify", is_flag=True, help="Do not verify EE/ED record signatures.")
+@click.option("--require-signatures", is_flag=True,
+              help="Fail (exit 1) on an unsigned EE/ED record too (unsigned records are normal "
+              "in the field).")
 def read_command(
     files: tuple[str, ...],
     as_json: bool,
     keys_by: str,
     all_items: bool,
     no_verify: bool,
+    require_signatures: bool,
     **options: Any,
 ) -> None:
-    """Read the card (or chosen files); a table of item code, name and value by default."""
+    """Read the card (or chosen files); a table of item code, name and value by default.
+
+    Items the card holds out of spec are shown as read, with a warning on stderr (exit 0).
+    An EE/ED record whose signature is present and wrong is shown too, then exit 1.
+    """
     keys: KeysBy = "code" if keys_by == "code" else "name"
-    with _connect(options, verify=not no_verify) as connection:
-        selection = read_selection(connection.card, files or None)
+    failures: list[SignatureInvalid] = []
+    with _connect(options, verify=not no_verify,
+                  require_signatures=require_signatures) as connection:
+        card = connection.card
+        selection = read_selection(card, files or None, failures=failures)
+        signatures = {path.replace("/", ""): status.value
+                      for path, status in card.signatures.items()}
         if as_json:
-            document = {s.key(keys): content_json(c, keys) for s, c in selection}
+            document: dict[str, Any] = {s.key(keys): content_json(c, keys) for s, c in selection}
+            if card.warnings:
+                document["warnings"] = [n.to_json() for n in card.warnings]
+            if signatures:
+                document["signatures"] = signatures
             emit(document, True)
         else:
             rows = document_rows(selection, keys=keys, all_items=all_items)
+            rows += [{"file": path, "item": "", "code": "", "name": "signature", "value": status}
+                     for path, status in signatures.items()]
             emit(rows, False, columns=("file", "item", "code", "name", "value"))
+    for failure in failures:
+        click.echo(f"error: {failure}", err=True)
+    if failures:
+        raise SystemExit(EXIT_FAILED)
 
 
 @click.command("write")

@@ -22,7 +22,13 @@ EXIT_SECURITY = 4  # authentication or key error
 def exit_code_for(error: BaseException) -> int:
     """The documented exit code for a library error."""
     from healthcard_apdu.apdu.errors import SecurityError
-    from healthcard_apdu.card.errors import ConnectOptionsError, NotWritable, SignatureInvalid
+    from healthcard_apdu.card.errors import (
+        ConnectOptionsError,
+        KeyNotPresent,
+        NotWritable,
+        SignatureInvalid,
+    )
+    from healthcard_apdu.card.factor import CardNotGenuine, FactorNotConfirmed
     from healthcard_apdu.model.errors import DecodeError, ModelError
     from healthcard_apdu.perso.errors import (
         AuthenticationRefused,
@@ -33,6 +39,8 @@ def exit_code_for(error: BaseException) -> int:
 
     if isinstance(error, SignatureInvalid):
         return EXIT_FAILED
+    if isinstance(error, FactorNotConfirmed | CardNotGenuine | KeyNotPresent):
+        return EXIT_SECURITY  # a key question, and nothing was spent
     if isinstance(error, DecodeError):  # bytes on the card, not the user's input
         return EXIT_CARD
     if isinstance(error, ConnectOptionsError | NotWritable | ProfileError | ModelError):

@@ -30,7 +30,9 @@ from healthcard_apdu.cli.common import (
 )
 from healthcard_apdu.cli.options import (
     card_options,
+    factor_options,
     pop_card_options,
+    pop_factor_options,
     pop_security_options,
     security_options,
 )
@@ -112,28 +114,34 @@ def conformance_group() -> None:
 @click.option("--group", "groups", multiple=True, help="Case group (access, sm, ...); repeat.")
 @click.option("--seed", help="Host randomness seed as hex (default: random, recorded).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@factor_options
 def run_command(legacy_sim: Path | None, replay: Path | None, profile: str | None,
                 destructive: bool, report_dir: Path, patterns: tuple[str, ...],
                 groups: tuple[str, ...], seed: str | None, as_json: bool,
                 **connection: Any) -> None:
     """Run the suite against a reader, a simulated card or a recorded transcript.
 
-    --keys may also be a plain JSON key set (test keys).
+    --keys may also be a plain JSON key set (test keys). Before any case the card factor of
+    the profile's card-product rule (or --factor-rule) is confirmed with INTERNAL AUTHENTICATE;
+    when no candidate is confirmed no case runs and no try is spent.
     """
     card = _card_target(pop_card_options(connection), legacy_sim, replay)
     security = pop_security_options(connection)
+    factor = pop_factor_options(connection)
     if replay is None and profile is None:
         from healthcard_apdu.perso.profile import DEFAULT_PROFILE
 
         profile = DEFAULT_PROFILE
-    if replay is not None and (destructive or patterns or groups or seed):
+    if replay is not None and (destructive or patterns or groups or seed or factor.rule
+                               or not factor.confirm):
         die("a replay runs what the transcript recorded; drop --destructive/--case/--group/"
-            "--seed", EXIT_USAGE)
+            "--seed/--factor-rule/--no-factor-check", EXIT_USAGE)
     try:
         seed_bytes = bytes.fromhex(seed) if seed else None
         profile_info = ProfileInfo.load(profile) if profile else None
         options = RunOptions(patterns=patterns, groups=groups, destructive=destructive,
-                             seed=seed_bytes)
+                             seed=seed_bytes, factor_rule=factor.rule,
+                             confirm_factor=factor.confirm)
         if profile_info is not None and destructive and profile_info.production:
             raise ConformanceError(
                 f"refusing destructive cases: profile {profile_info.name} is marked production")

@@ -4,8 +4,10 @@
 ``--passphrase-env``, ``--pkcs11-token``, ``--pkcs11-module``, ``--pkcs11-pin-env``,
 ``--sam-reader``, ``--sam-pin-env``, ``--sim-sam``) and ``trace_option`` (``--trace``) are the
 same on ``read``, ``write``, ``personalize``, ``verify``, ``conformance run`` and (security
-options) ``batch run``. :func:`pop_card_options` / :func:`pop_security_options` turn the parsed
-values into the ``app.connect`` option objects; opening them is ``app.connect``'s job.
+options) ``batch run``. ``factor_options`` (``--factor-rule``, ``--no-factor-check``) set the
+card product's card-factor rule and its confirmation on every command that authenticates.
+:func:`pop_card_options` / :func:`pop_security_options` turn the parsed values into the
+``app.connect`` option objects; opening them is ``app.connect``'s job.
 
 Passphrases and PINs are never options: an option names the environment variable that holds
 one, and a hidden prompt asks when the variable is unset or empty.
@@ -14,6 +16,7 @@ one, and a hidden prompt asks when the variable is unset or empty.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +31,7 @@ from healthcard_apdu.app.connect import (
     env_secret,
     reader_target,
 )
+from healthcard_apdu.security import FactorRule, FactorRuleError
 
 __all__ = [
     "CARD_OPTION_NAMES",
@@ -35,11 +39,14 @@ __all__ = [
     "PKCS11_PIN_ENV",
     "SAM_PIN_ENV",
     "SECURITY_OPTION_NAMES",
+    "FactorChoice",
     "card_options",
+    "factor_options",
     "hidden_prompt",
     "passphrase_env_option",
     "pkcs11_options",
     "pop_card_options",
+    "pop_factor_options",
     "pop_security_options",
     "security_options",
     "trace_option",
@@ -70,6 +77,7 @@ SECURITY_OPTION_NAMES = (
     "--pkcs11-pin-env",
     "--sam-reader",
     "--sam-pin-env",
+    "--sam-pin-at",
     "--sim-sam",
 )
 
@@ -160,6 +168,13 @@ def security_options(command: C) -> C:
                 help="Environment variable holding the PSAM PIN (else a hidden prompt).",
             ),
             click.option(
+                "--sam-pin-at",
+                type=click.Choice(["mf", "df01"]),
+                default="mf",
+                show_default=True,
+                help="Verify the PSAM PIN at the MF (as real PSAMs took it) or in DF01.",
+            ),
+            click.option(
                 "--sim-sam",
                 type=_FILE,
                 metavar="SAMKEYFILE",
@@ -202,4 +217,54 @@ def pop_security_options(values: dict[str, Any]) -> SecurityOptions:
         sam_reader=reader_target(values.pop("sam_reader")),
         sam_pin=env_secret(values.pop("sam_pin_env"), "PSAM PIN", hidden_prompt),
         sim_sam=values.pop("sim_sam"),
+        sam_pin_at=values.pop("sam_pin_at"),
     )
+
+
+def _factor_rule(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--factor-rule`` as a :class:`FactorRule` (None when not given)."""
+    if value is None:
+        return None
+    try:
+        return FactorRule.parse(value)
+    except FactorRuleError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def factor_options(command: C) -> C:
+    """``--factor-rule RULE`` and ``--no-factor-check`` (docs/cli.md, docs/spec-choices.md)."""
+    return _apply(
+        command,
+        [
+            click.option(
+                "--factor-rule",
+                callback=_factor_rule,
+                default=None,
+                metavar="RULE",
+                help="Card product's card-factor rule: first-8 (default, or the profile's), "
+                "last-8, offset:N or fixed:HEX (which ATR historical bytes diversify the keys).",
+            ),
+            click.option(
+                "--no-factor-check",
+                is_flag=True,
+                help="Do not confirm the card factor with INTERNAL AUTHENTICATE before the first "
+                "EXTERNAL AUTHENTICATE (a wrong factor then spends a try).",
+            ),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class FactorChoice:
+    """The parsed factor options: ``rule`` None means "the profile's, else first-8"."""
+
+    rule: FactorRule | None
+    confirm: bool
+
+    def rule_or(self, default: FactorRule) -> FactorRule:
+        return default if self.rule is None else self.rule
+
+
+def pop_factor_options(values: dict[str, Any]) -> FactorChoice:
+    """Take ``--factor-rule`` / ``--no-factor-check`` out of a command's parsed values."""
+    return FactorChoice(values.pop("factor_rule"), not values.pop("no_factor_check"))

@@ -24,6 +24,7 @@ from healthcard_apdu.app.connect import (
     open_card_link,
     open_security,
 )
+from healthcard_apdu.card.factor import FactorConfirmation, FactorStatus
 from healthcard_apdu.cli.common import (
     EXIT_CARD,
     EXIT_FAILED,
@@ -35,8 +36,11 @@ from healthcard_apdu.cli.common import (
     exit_on_errors,
 )
 from healthcard_apdu.cli.options import (
+    FactorChoice,
     card_options,
+    factor_options,
     pop_card_options,
+    pop_factor_options,
     pop_security_options,
     security_options,
     trace_option,
@@ -67,8 +71,11 @@ _EXIT_CODES = (
 # --- inputs ---------------------------------------------------------------------------------
 
 
-def _load_inputs(profile_name: str, data: Path) -> tuple[Profile, CardData]:
+def _load_inputs(profile_name: str, data: Path,
+                 factor: FactorChoice | None = None) -> tuple[Profile, CardData]:
     profile = load_profile(profile_name)
+    if factor is not None and factor.rule is not None:
+        profile = profile.with_factor_rule(factor.rule)
     try:
         document = json.loads(data.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -107,8 +114,30 @@ _inputs = [
 ]
 
 
+def _card_factor(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        factor = bytes.fromhex(text)
+    except ValueError:
+        die(f"--card-factor {text!r} is not hex", EXIT_USAGE)
+    if len(factor) != 8:
+        die(f"--card-factor must be 8 bytes, got {len(factor)}", EXIT_USAGE)
+    return factor
+
+
+def _factor_notice(check: FactorConfirmation | None) -> None:
+    """The card-factor check on stderr when it did not simply confirm the configured rule."""
+    if check is not None and (check.status is FactorStatus.IMPOSSIBLE or check.by_other_rule):
+        click.echo(f"warning: {check.message}", err=True)
+
+
 def _with_common(func: Any) -> Any:
     func = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+    func = click.option("--card-factor", metavar="HEX",
+                        help="The card factor (16 hex digits) instead of the profile's rule "
+                        "(the rule fixed:HEX; --dry-run: no card needed).")(func)
+    func = factor_options(func)
     func = trace_option(func)
     func = security_options(func)
     for option in reversed(_inputs):
@@ -123,18 +152,22 @@ def _with_common(func: Any) -> Any:
 @click.option("--dry-run", is_flag=True, help="Print the plan (secrets masked); send nothing.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="With --dry-run: write the plan JSON to this file.")
-@click.option("--card-factor", metavar="HEX",
-              help="With --dry-run: the card factor (16 hex digits) instead of a card's ATR.")
 def personalize_command(**opts: Any) -> None:
-    """Personalize a blank card from a profile, a resident record and master keys."""
+    """Personalize a blank card from a profile, a resident record and master keys.
+
+    With --erase the card factor of the issued card is first confirmed with INTERNAL
+    AUTHENTICATE (no try counter); nothing confirmed: exit 4 before any try is spent.
+    """
     card_target = pop_card_options(opts)
     security = pop_security_options(opts)
+    factor = pop_factor_options(opts)
     with exit_on_errors(_EXIT_CODES), ExitStack() as stack:
-        if not opts["dry_run"] and (opts["out"] or opts["card_factor"]):
-            die("--out and --card-factor go with --dry-run", EXIT_USAGE)
+        if not opts["dry_run"] and opts["out"]:
+            die("--out goes with --dry-run", EXIT_USAGE)
         check_card_options(card_target, required=not opts["dry_run"])
         security.backend()
-        profile, card = _load_inputs(opts["profile_name"], opts["data"])
+        card_factor = _card_factor(opts["card_factor"])
+        profile, card = _load_inputs(opts["profile_name"], opts["data"], factor)
         module = _security(stack, security, profile, issuing=True)
         if opts["dry_run"]:
             _dry_run(stack, profile, card, module, card_target, opts)
@@ -155,7 +188,9 @@ def personalize_command(**opts: Any) -> None:
             progress = show
 
         result = personalize(transport, profile, card, module, erase=opts["erase"],
-                             progress=progress, tracer=tracer)
+                             progress=progress, tracer=tracer, card_factor=card_factor,
+                             confirm_factor=factor.confirm)
+        _factor_notice(result.factor_check)
         out = result.to_json()
         if opts["as_json"]:
             emit(out, True)
@@ -169,17 +204,13 @@ def _dry_run(stack: ExitStack, profile: Profile, card: CardData, security: Secur
     from healthcard_apdu.perso.execute import card_factor_of
     from healthcard_apdu.perso.plan import build_plan
 
-    if opts["card_factor"]:
-        try:
-            factor = bytes.fromhex(opts["card_factor"])
-        except ValueError:
-            die(f"--card-factor {opts['card_factor']!r} is not hex", EXIT_USAGE)
-        if len(factor) != 8:
-            die(f"--card-factor must be 8 bytes, got {len(factor)}", EXIT_USAGE)
+    given = _card_factor(opts["card_factor"])
+    if given is not None:
+        factor = given
     else:
         if not card_target.given:
             die("--dry-run needs --card-factor, --reader or --sim-card", EXIT_USAGE)
-        factor = card_factor_of(_card(stack, card_target).atr())
+        factor = card_factor_of(_card(stack, card_target).atr(), profile.product.factor_rule)
     plan = build_plan(profile, card, factor, security)
     document = plan.to_json(include_erase=opts["erase"])
     text = json.dumps(document, ensure_ascii=False, indent=2)
@@ -199,14 +230,18 @@ def verify_command(**opts: Any) -> None:
 
     card_target = pop_card_options(opts)
     security = pop_security_options(opts)
+    factor = pop_factor_options(opts)
     with exit_on_errors(_EXIT_CODES), ExitStack() as stack:
         check_card_options(card_target, required=True)
         security.backend()
-        profile, card = _load_inputs(opts["profile_name"], opts["data"])
+        card_factor = _card_factor(opts["card_factor"])
+        profile, card = _load_inputs(opts["profile_name"], opts["data"], factor)
         module = _security(stack, security, profile, issuing=False)
         transport = _card(stack, card_target)
         report = verify_card(transport, profile, card, module,
-                             tracer=_tracer(stack, opts["trace"]))
+                             tracer=_tracer(stack, opts["trace"]), card_factor=card_factor,
+                             confirm_factor=factor.confirm)
+        _factor_notice(report.factor_check)
         if opts["as_json"]:
             emit(report.to_json(), True)
         else:

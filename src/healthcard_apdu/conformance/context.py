@@ -17,11 +17,19 @@ from typing import Protocol
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.command import CommandApdu
 from healthcard_apdu.apdu.response import ResponseApdu
+from healthcard_apdu.card.factor import FactorConfirmation
 from healthcard_apdu.conformance.case import CaseFailure, CaseInfo, NotApplicable
 from healthcard_apdu.conformance.profile import ProfileInfo
 from healthcard_apdu.model import DF, EF, df, ef, key
 from healthcard_apdu.model import KEYS as MODEL_KEYS
-from healthcard_apdu.security import STANDARD_KEY_SPECS, CardFactors, KeySpec, SecurityModule
+from healthcard_apdu.security import (
+    DEFAULT_FACTOR_RULE,
+    STANDARD_KEY_SPECS,
+    CardFactors,
+    FactorRule,
+    KeySpec,
+    SecurityModule,
+)
 from healthcard_apdu.security.session import SessionOps
 from healthcard_apdu.transport.base import ForwardingTransport, Transport
 from healthcard_apdu.transport.channel import Channel, SecretSpec
@@ -130,13 +138,19 @@ class SimPowerFaults:
 
 @dataclass(frozen=True)
 class CardFacts:
-    """What the run learned about the card before the cases (no personal data)."""
+    """What the run learned about the card before the cases (no personal data).
+
+    ``factor_rule`` is the card product's rule the run followed; ``factor_check`` the
+    INTERNAL AUTHENTICATE confirmation of the card factor made before any case ran.
+    """
 
     atr: bytes
     historical_bytes: bytes
     factors: CardFactors
     region_code: str
     protocol: str | None
+    factor_rule: FactorRule = DEFAULT_FACTOR_RULE
+    factor_check: FactorConfirmation | None = None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
-"""What the suite takes from the issuance profile: identity, hash, production flag, file set.
+"""What the suite takes from the issuance profile: identity, hash, production flag, file set,
+and the card-product settings.
 
 The expectations of the cases come from the model's national layout; the profile says which
 files the card is meant to have (local variants drop some: those cases are not applicable),
-their sizes, which ones need secure messaging, and whether the card is a production card
-(then destructive cases are refused).
+their sizes, which ones need secure messaging, whether the card is a production card (then
+destructive cases are refused), and what the card product looks like: where its card factor
+sits in the ATR, whether SELECT of a DF must answer an FCI, the DF names -- so that a lab can
+test a real card family without failing on our simulator's cosmetics.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from types import MappingProxyType
 from healthcard_apdu.conformance.case import ConformanceError
 from healthcard_apdu.perso.errors import ProfileError
 from healthcard_apdu.perso.profile import Profile, load_profile
+from healthcard_apdu.security import DEFAULT_FACTOR_RULE, FactorRule
 
 SM_TYPE_BITS = 0xC0
 
@@ -44,14 +48,23 @@ class ProfileInfo:
     sha256: str
     production: bool
     files: Mapping[str, FileFacts] = field(default_factory=lambda: MappingProxyType({}))
+    factor_rule: FactorRule = DEFAULT_FACTOR_RULE
+    select_fci: str = "required"
+    df_names: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_profile(cls, profile: Profile, raw: bytes) -> ProfileInfo:
         files = {
             f.path: FileFacts(f.type_byte, f.size, f.nrec, f.reclen) for f in profile.files
         }
+        names = {d.name: d.df_name for d in profile.dfs}
         return cls(profile.name, profile.source, hashlib.sha256(raw).hexdigest(),
-                   profile.production, MappingProxyType(files))
+                   profile.production, MappingProxyType(files), profile.product.factor_rule,
+                   profile.product.select_fci, MappingProxyType(names))
+
+    def df_name(self, name: str, default: bytes) -> bytes:
+        """The DF name the profile gives DF ``name`` (the layout's otherwise)."""
+        return self.df_names.get(name, default)
 
     @classmethod
     def load(cls, source: str | Path) -> ProfileInfo:

@@ -119,7 +119,8 @@ def report_dict(run: SuiteRun) -> dict[str, Any]:
         "started": run.started,
         "finished": run.finished,
         "card": {"atr": run.atr, "card_factor": run.card_factor, "region_code": run.region_code,
-                 "protocol": run.protocol, "transport": run.transport},
+                 "protocol": run.protocol, "transport": run.transport,
+                 "factor_check": run.factor_check},
         "profile": None if profile is None else {
             "name": profile.name, "source": profile.source, "sha256": profile.sha256,
             "production": profile.production,
@@ -187,6 +188,7 @@ def junit_tree(run: SuiteRun) -> ET.ElementTree[ET.Element]:
     properties = {
         "tool.version": run.tool_version, "mode": run.mode, "card.atr": run.atr,
         "card.factor": run.card_factor, "transport": run.transport,
+        "card.factor_check": (run.factor_check or {}).get("message", ""),
         "profile.name": run.profile.name if run.profile else "",
         "profile.sha256": run.profile.sha256 if run.profile else "",
         "destructive": str(run.destructive).lower(),
@@ -281,8 +283,9 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
 def _identity(run: SuiteRun) -> str:
     profile = run.profile
     rows: list[tuple[str, object]] = [
-        ("ATR", run.atr), ("Card factor", run.card_factor), ("Region code (YYCSDM)",
-                                                             run.region_code),
+        ("ATR", run.atr), ("Card factor", run.card_factor),
+        ("Card-factor check", (run.factor_check or {}).get("message", "-")),
+        ("Region code (YYCSDM)", run.region_code),
         ("Protocol", run.protocol), ("Transport", run.transport),
         ("Profile", profile.name if profile else "-"),
         ("Profile SHA-256", profile.sha256 if profile else "-"),

@@ -23,6 +23,11 @@ from typing import Any, TextIO
 from healthcard_apdu import __version__
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.errors import CardError
+from healthcard_apdu.card.factor import (
+    FactorNotConfirmed,
+    confirm_card_factor,
+    skipped_confirmation,
+)
 from healthcard_apdu.conformance.case import (
     CaseFailure,
     CaseInfo,
@@ -46,9 +51,11 @@ from healthcard_apdu.conformance.context import (
 from healthcard_apdu.conformance.profile import ProfileInfo
 from healthcard_apdu.model import ModelError, decode_tlv, item
 from healthcard_apdu.security import (
+    DEFAULT_FACTOR_RULE,
     CardFactors,
+    FactorRule,
+    FactorRuleError,
     SecurityModule,
-    card_factor_from_atr,
     city_factor_from_region,
 )
 from healthcard_apdu.security.errors import SecurityModuleError
@@ -74,6 +81,15 @@ class RunOptions:
     destructive: bool = False
     seed: bytes | None = None
     timing: TimingLimits = field(default_factory=TimingLimits)
+    factor_rule: FactorRule | None = None
+    """The card-factor rule (None: the profile's product rule, else first-8)."""
+    confirm_factor: bool = True
+    """Confirm the card factor with INTERNAL AUTHENTICATE before any case (no try counter)."""
+
+    def rule(self, profile: ProfileInfo | None) -> FactorRule:
+        if self.factor_rule is not None:
+            return self.factor_rule
+        return profile.factor_rule if profile is not None else DEFAULT_FACTOR_RULE
 
 
 @dataclass
@@ -105,6 +121,7 @@ class SuiteRun:
     seed: str
     atr: str = ""
     card_factor: str = ""
+    factor_check: dict[str, Any] | None = None
     region_code: str = ""
     protocol: str = ""
     setup_error: str = ""
@@ -152,15 +169,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _setup(channel: Channel) -> CardFacts:
-    """Warm reset, card factor from the ATR, city factor from YYCSDM in DDF1/EF05."""
+def _setup(channel: Channel, security: SecurityModule, rule: FactorRule, confirm: bool,
+           seed: bytes) -> CardFacts:
+    """Warm reset, city factor from YYCSDM in DDF1/EF05, then the card factor by the product
+    rule, confirmed with INTERNAL AUTHENTICATE (no try counter) before any case can spend a
+    try: no candidate confirmed is a setup error and no case runs."""
     atr = channel.reset()
     try:
         historical = parse_atr(atr).historical_bytes
     except AtrError as exc:
         raise ConformanceError(f"the ATR {atr.hex().upper()} does not parse: {exc}") from None
     try:
-        card_factor = card_factor_from_atr(historical)
+        rule.factor(historical)
     except SecurityModuleError as exc:
         raise ConformanceError(str(exc)) from None
     region_item = item(REGION_ITEM)
@@ -180,9 +200,18 @@ def _setup(channel: Channel) -> CardFacts:
         city = city_factor_from_region(region)
     except (ModelError, SecurityModuleError) as exc:
         raise ConformanceError(f"YYCSDM in DDF1/EF05 is unusable: {exc}") from None
+    if confirm:
+        check = confirm_card_factor(channel, security, rule=rule, historical=historical,
+                                    city_factor=city, rng=HostRandom(seed, SETUP_ID).take)
+    else:
+        check = skipped_confirmation(rule, historical)
+    try:
+        card_factor = check.factor
+    except FactorNotConfirmed as exc:
+        raise ConformanceError(str(exc)) from None
     factors = CardFactors(card_factor, city)
     protocol = channel.transport.protocol or f"T={parse_atr(atr).preferred_protocol}"
-    return CardFacts(atr, historical, factors, region, protocol)
+    return CardFacts(atr, historical, factors, region, protocol, rule, check)
 
 
 def _failure_message(checks: Sequence[Check]) -> str:
@@ -321,6 +350,8 @@ def _meta(run: SuiteRun, cases: Sequence[CaseInfo], options: RunOptions,
         "profile_sha256": run.profile.sha256 if run.profile else "",
         "timing": json.dumps(options.timing.limits_ms, sort_keys=True),
         "samples": str(options.timing.samples),
+        "factor_rule": str(options.rule(run.profile)),
+        "confirm_factor": options.confirm_factor,
         "transport": run.transport,
         "security": run.security,
         "algorithm": run.algorithm,
@@ -338,6 +369,7 @@ def _new_run(mode: str, transport: str, security: SecurityModule, profile: Profi
 def _identify(run: SuiteRun, facts: CardFacts) -> None:
     run.atr = facts.atr.hex().upper()
     run.card_factor = facts.factors.card.hex().upper()
+    run.factor_check = None if facts.factor_check is None else facts.factor_check.to_json()
     run.region_code = facts.region_code
     run.protocol = facts.protocol or ""
 
@@ -357,7 +389,7 @@ def _run_live(transport: Transport, security: SecurityModule, profile: ProfileIn
     tracer.event(CASE_EVENT, id=SETUP_ID)
     facts: CardFacts | None = None
     try:
-        facts = _setup(channel)
+        facts = _setup(channel, security, options.rule(profile), options.confirm_factor, seed)
     except (ConformanceError, TransportError) as exc:
         run.setup_error = str(exc)
     sink.bucket = None
@@ -405,7 +437,12 @@ def _meta_options(meta: Mapping[str, Any]) -> RunOptions:
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise ConformanceError(f"the trace's run header is malformed: {exc}") from None
     timing = TimingLimits(limits or TimingLimits().limits_ms, samples)
-    return RunOptions(destructive=meta.get("destructive") is True, seed=seed, timing=timing)
+    try:
+        rule = FactorRule.parse(str(meta.get("factor_rule", "last-8")))
+    except FactorRuleError as exc:
+        raise ConformanceError(f"the trace's run header is malformed: {exc}") from None
+    return RunOptions(destructive=meta.get("destructive") is True, seed=seed, timing=timing,
+                      factor_rule=rule, confirm_factor=meta.get("confirm_factor") is True)
 
 
 class _ReplayFaults:
@@ -491,7 +528,7 @@ def _run_replay(path: Path, security: SecurityModule, profile: ProfileInfo | Non
     facts: CardFacts | None = None
     try:
         _, _, channel = _replay_channel(setup_records, atr, tracer, run.transport)
-        facts = _setup(channel)
+        facts = _setup(channel, security, options.rule(profile), options.confirm_factor, seed)
     except (ConformanceError, TransportError) as exc:
         run.setup_error = str(exc)
     sink.bucket = None

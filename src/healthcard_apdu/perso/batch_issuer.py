@@ -17,8 +17,11 @@ Batch specifics on top of ``personalize`` / ``erase_card``:
   is written first (plain WRITE KEY, still allowed in the issuance state), then the MF is
   erased with it. ``erase`` raises unless the card ends up blank;
 * ``inspect`` of an issued card reports the profile and key-set versions only when the card's
-  internal key answers for this key set (a card found complete after a tear is journaled
-  with them);
+  internal key answers for this key set -- the card-factor confirmation of
+  ``perso.execute.check_card_factor`` (a card found complete after a tear is journaled with
+  them); the chip serial is the factor the profile's product rule takes from the ATR;
+* ``erase`` confirms the card factor with INTERNAL AUTHENTICATE before the MF master key
+  spends a try (``erase_card``);
 * ``check_record`` lets the batch validation refuse, before anything is issued, a row that
   the profile cannot issue (e.g. no YYCSDM with 2-level keys).
 """
@@ -35,6 +38,7 @@ from typing import Any
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.command import CommandApdu
 from healthcard_apdu.batch.issuer import CardIdentity, IssueOutcome
+from healthcard_apdu.card.factor import FactorStatus
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.model import DecodeError, decode_tlv, item
 from healthcard_apdu.perso.errors import (
@@ -43,17 +47,20 @@ from healthcard_apdu.perso.errors import (
     SecurityModuleUnsuitable,
     StepFailed,
 )
-from healthcard_apdu.perso.execute import card_factor_of, erase_card, personalize
-from healthcard_apdu.perso.plan import RK_PLAIN
+from healthcard_apdu.perso.execute import (
+    card_factor_of,
+    check_card_factor,
+    erase_card,
+    personalize,
+)
 from healthcard_apdu.perso.profile import DEFAULT_PROFILE, Profile, check_record, load_profile
 from healthcard_apdu.security import (
     CardFactors,
     KeySpec,
     SecurityModule,
-    city_factor_from_region,
 )
 from healthcard_apdu.security.errors import SecurityModuleError
-from healthcard_apdu.security.session import SessionOps, external_auth_cryptogram
+from healthcard_apdu.security.session import SessionOps
 from healthcard_apdu.transport.base import NoReaderError, Transport, TransportError
 from healthcard_apdu.transport.channel import Channel
 
@@ -163,12 +170,14 @@ class PersoCardIssuer:
     """Issues cards with one profile and one security module; safe for one thread per
     reader (one call at a time per transport; the security module is shared under a lock)."""
 
-    def __init__(self, profile: Profile, security: SecurityModule) -> None:
+    def __init__(self, profile: Profile, security: SecurityModule, *,
+                 confirm_factor: bool = True) -> None:
         if security.algorithm is not profile.algorithm:
             raise SecurityModuleUnsuitable(
                 f"profile {profile.name} needs {profile.algorithm.name} keys, the key set "
                 f"holds {security.algorithm.name} keys")
         self.profile = profile
+        self.confirm_factor = confirm_factor
         self.security: SecurityModule = _SerializedSecurity(security)
         kcvs = sorted(self.security.key_check_values().items())
         digest = hashlib.sha256(repr(kcvs).encode()).hexdigest()[:12].upper()
@@ -183,7 +192,7 @@ class PersoCardIssuer:
         key answers for this key set, the profile and key-set versions (no try counter is
         touched: INTERNAL AUTHENTICATE)."""
         atr = transport.reset()
-        factor = card_factor_of(atr)
+        factor = card_factor_of(atr, self.profile.product.factor_rule)
         serial = factor.hex().upper()
         channel = Channel(transport)
         ddf1 = self.profile.df("DDF1") if any(d.name == "DDF1" for d in self.profile.dfs) else None
@@ -194,7 +203,7 @@ class PersoCardIssuer:
             return CardIdentity(serial, serial, issued=False)
         channel.send(commands.select_fid(ddf1.fid))
         number = self._issuer_item(channel, "KH")
-        ours = number is not None and self._holds_our_keys(channel, factor)
+        ours = number is not None and self._holds_our_keys(transport)
         return CardIdentity(serial, serial, issued=True, card_number=number,
                             profile_version=self.profile.name if ours else None,
                             keys_version=self.keys_version if ours else None)
@@ -216,26 +225,15 @@ class PersoCardIssuer:
             return None
         return str(value) or None
 
-    def _holds_our_keys(self, channel: Channel, factor: bytes) -> bool:
-        """INTERNAL AUTHENTICATE with the profile's DDF1 internal key gives the cryptogram
-        this key set expects (DDF1 must be current)."""
-        key = next((k for k in self.profile.keys if k.type == "internal" and k.df == "DDF1"),
-                   None)
-        if key is None:
-            return False
+    def _holds_our_keys(self, transport: Transport) -> bool:
+        """The card factor is confirmed by INTERNAL AUTHENTICATE with the profile's DDF1
+        internal key: the card holds keys of this key set (no try counter touched)."""
         try:
-            city = None
-            if key.levels == 2:
-                region = self._issuer_item(channel, "YYCSDM")
-                city = city_factor_from_region(region or "")
-            challenge = os.urandom(8)
-            session = self.security.session(key.spec, CardFactors(factor, city), challenge)
-            expected = external_auth_cryptogram(session, RK_PLAIN)
+            check = check_card_factor(transport, self.profile, self.security,
+                                      rule=self.profile.product.factor_rule)
         except SecurityModuleError:
             return False
-        data = challenge + RK_PLAIN + bytes((key.version,))
-        response = channel.send(commands.internal_authenticate(key.ref, data))
-        return response.ok and response.data == expected
+        return check.status is FactorStatus.CONFIRMED
 
     def issue(self, transport: Transport, resident: Mapping[str, Any]) -> IssueOutcome:
         try:
@@ -249,7 +247,8 @@ class PersoCardIssuer:
 
     def erase(self, transport: Transport) -> None:
         try:
-            if erase_card(transport, self.profile, self.security):
+            if erase_card(transport, self.profile, self.security,
+                          confirm_factor=self.confirm_factor):
                 return
             self._erase_without_master_key(transport)
         except PersoError as exc:
@@ -270,7 +269,7 @@ class PersoCardIssuer:
                                "key was written cannot be erased")
         channel = Channel(transport, max_command_data=self.profile.card.max_command_data,
                           max_response=self.profile.card.max_response)
-        factor = card_factor_of(transport.atr())
+        factor = card_factor_of(transport.atr(), self.profile.product.factor_rule)
         value = self.security.derive_card_key(master.spec, CardFactors(factor, None))
         header = master.header()
         name = f"MF: WRITE KEY {master.role} (erase of a torn issuance)"
@@ -279,7 +278,8 @@ class PersoCardIssuer:
         channel.send(commands.select_fid(0x3F00))
         sw = channel.send(write, secret=[(len(header), len(header) + len(value))]).sw
         if sw == 0x9000:
-            if not erase_card(transport, self.profile, self.security):
+            if not erase_card(transport, self.profile, self.security,
+                              confirm_factor=self.confirm_factor):
                 raise EraseRefused(f"card {factor.hex().upper()}: the MF master key was "
                                    "written but the card still does not know it")
             return

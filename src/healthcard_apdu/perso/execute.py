@@ -1,10 +1,14 @@
 """Run a personalization plan over any transport, with progress and read-back verification.
 
-* The card factor comes from the ATR (last 8 historical bytes); a warm reset first gives a
-  clean session (current DF = MF, security states 0).
+* The card factor comes from the ATR by the profile's card-product rule (``[product]
+  factor_rule``, default the first 8 historical bytes), or is given (``card_factor``); a warm
+  reset first gives a clean session (current DF = MF, security states 0).
 * An issued or partly personalized card is refused (:class:`CardNotBlank`) unless ``erase``
-  is set; then the MF master key authenticates (FMCOS form, once, never retried) and ERASE DF
-  returns the card to the blank state. A blank card needs no erase (its MF has no key: 6A88).
+  is set; then the card factor is first **confirmed** with INTERNAL AUTHENTICATE (no try
+  counter; the configured rule, then the other known rules; :func:`check_card_factor`), and
+  only then the MF master key authenticates (FMCOS form, once, never retried) and ERASE DF
+  returns the card to the blank state. No candidate confirmed: :class:`FactorNotConfirmed`
+  before any try is spent. A blank card needs no erase (its MF has no key: 6A88).
 * Every step's status word is checked; a refused EXTERNAL AUTHENTICATE stops at once with the
   SW and the tries left (:class:`AuthenticationRefused`); each read-back must return exactly the
   bytes written (:class:`ReadBackMismatch`).
@@ -12,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +25,12 @@ from typing import Any
 
 from healthcard_apdu.apdu.command import CommandApdu
 from healthcard_apdu.apdu.response import ResponseApdu
+from healthcard_apdu.card.factor import (
+    FactorConfirmation,
+    FactorStatus,
+    confirm_card_factor,
+    skipped_confirmation,
+)
 from healthcard_apdu.model import CardData
 from healthcard_apdu.perso.errors import (
     AuthenticationRefused,
@@ -30,9 +41,16 @@ from healthcard_apdu.perso.errors import (
     StepFailed,
 )
 from healthcard_apdu.perso.minimum import Cost, minimum_cost
-from healthcard_apdu.perso.plan import Plan, Step, build_plan
+from healthcard_apdu.perso.plan import Plan, Step, build_plan, erase_steps
 from healthcard_apdu.perso.profile import Profile, access_kind, resident_from
-from healthcard_apdu.security import SecurityModule, card_factor_from_atr
+from healthcard_apdu.security import (
+    CardFactors,
+    FactorRule,
+    KeySpec,
+    SecurityModule,
+    card_factor_from_atr,
+    factor_candidates,
+)
 from healthcard_apdu.security.errors import SecurityModuleError
 from healthcard_apdu.transport.atr import AtrError, parse_atr
 from healthcard_apdu.transport.base import ForwardingTransport, Transport, TransportError
@@ -44,8 +62,10 @@ __all__ = [
     "PersoResult",
     "Progress",
     "card_factor_of",
+    "check_card_factor",
     "erase_card",
     "execute_plan",
+    "factor_rule_of",
     "personalize",
 ]
 
@@ -94,6 +114,7 @@ class PersoResult:
     minimum: Cost
     phases: dict[str, float] = field(default_factory=dict)
     read_back: int = 0
+    factor_check: FactorConfirmation | None = None
 
     @property
     def bytes(self) -> int:
@@ -115,19 +136,75 @@ class PersoResult:
             "phases": {k: round(v, 4) for k, v in self.phases.items()},
             "plan": {"apdus": self.plan_apdus, "bytes": self.plan_bytes},
             "minimum": {"apdus": self.minimum.apdus, "bytes": self.minimum.bytes},
+            "factor_check": None if self.factor_check is None else self.factor_check.to_json(),
         }
 
 
-def card_factor_of(atr: bytes) -> bytes:
-    """The card factor from an ATR: its last 8 historical bytes (conventions)."""
+def historical_of(atr: bytes) -> bytes:
+    """The ATR's historical bytes; :class:`PersoError` for an ATR that does not parse."""
     try:
-        historical = parse_atr(atr).historical_bytes
+        return parse_atr(atr).historical_bytes
     except AtrError as exc:
         raise PersoError(f"card ATR {atr.hex().upper()}: {exc}") from None
+
+
+def card_factor_of(atr: bytes, rule: FactorRule | str | None = None) -> bytes:
+    """The card factor from an ATR by the card product's ``rule`` (default: the first 8
+    historical bytes, docs/spec-choices.md)."""
+    historical = b"" if rule is not None and not FactorRule.parse(rule).needs_atr \
+        else historical_of(atr)
     try:
-        return card_factor_from_atr(historical)
+        return card_factor_from_atr(historical, *(() if rule is None else (rule,)))
     except SecurityModuleError as exc:
         raise PersoError(f"card ATR {atr.hex().upper()}: {exc}") from None
+
+
+def factor_rule_of(profile: Profile, card_factor: bytes | None = None) -> FactorRule:
+    """The rule to follow: ``fixed`` for a given factor, else the profile's product rule."""
+    if card_factor is not None:
+        return FactorRule("fixed", value=bytes(card_factor))
+    return profile.product.factor_rule
+
+
+def profile_key_specs(profile: Profile) -> dict[str, KeySpec]:
+    """Role -> KeySpec of the profile's keys (its SAM addressing)."""
+    return {k.role: k.spec for k in profile.keys}
+
+
+def internal_key_of(profile: Profile) -> str | None:
+    """The role of the profile's internal-authentication key in DDF1 (None: none)."""
+    return next((k.role for k in profile.keys if k.type == "internal" and k.df == "DDF1"), None)
+
+
+def check_card_factor(
+    transport: Transport,
+    profile: Profile,
+    security: SecurityModule,
+    *,
+    rule: FactorRule,
+    confirm: bool = True,
+    city_factor: bytes | None = None,
+    tracer: Tracer | None = None,
+) -> FactorConfirmation:
+    """Confirm the card factor of an issued card with the profile's internal key (INTERNAL
+    AUTHENTICATE, no try counter) before anything spends a try (erase, verify, batch); see
+    :func:`healthcard_apdu.card.factor.confirm_card_factor`. Leaves the MF selected."""
+    historical = historical_of(transport.atr()) if rule.needs_atr else b""
+    key = internal_key_of(profile)
+    if not confirm:
+        return skipped_confirmation(rule, historical)
+    if key is None:
+        return FactorConfirmation(
+            FactorStatus.IMPOSSIBLE, rule, factor_candidates(historical, rule),
+            reason=f"profile {profile.name} has no internal-authentication key in DDF1")
+    channel = Channel(transport, max_command_data=profile.card.max_command_data,
+                      max_response=profile.card.max_response, trace=tracer)
+    result = confirm_card_factor(channel, security, rule=rule, historical=historical,
+                                 city_factor=city_factor, key=key,
+                                 key_specs=profile_key_specs(profile))
+    channel.send(CommandApdu(0x00, 0xA4, 0x00, 0x00, b"\x3f\x00", name="SELECT 3F00"))
+    log.info("card factor: %s", result.message)
+    return result
 
 
 class _Runner:
@@ -280,27 +357,40 @@ def personalize(
     tracer: Tracer | None = None,
     read_back: bool = True,
     reset: bool = True,
+    card_factor: bytes | None = None,
+    confirm_factor: bool = True,
 ) -> PersoResult:
     """Personalize the card behind ``transport``; see the module docstring.
 
+    ``card_factor`` gives the factor instead of the profile's rule (the rule ``fixed``);
+    ``confirm_factor=False`` skips the INTERNAL AUTHENTICATE check before an erase.
     Everything that can be checked without the card (profile, record, security module) is
     checked before the first APDU.
     """
     card = resident_from(resident)
     start = time.perf_counter()
+    rule = factor_rule_of(profile, card_factor)
     atr = transport.reset() if reset else transport.atr()
-    card_factor = card_factor_of(atr)
-    plan = build_plan(profile, card, card_factor, security, read_back=read_back)
+    issue_factor = card_factor_of(atr, rule)
+    plan = build_plan(profile, card, issue_factor, security, read_back=read_back)
     counter = CountingTransport(transport)
+    factor_check: FactorConfirmation | None = None
+    if erase:
+        factor_check = check_card_factor(counter, profile, security, rule=rule,
+                                         confirm=confirm_factor, tracer=tracer)
+        erase_factor = factor_check.factor  # FactorNotConfirmed: nothing was spent
+        if erase_factor != issue_factor:
+            plan = dataclasses.replace(
+                plan, erase=erase_steps(profile, CardFactors(erase_factor), security))
     runner, erased = execute_plan(counter, plan, erase=erase, progress=progress, tracer=tracer)
     seconds = time.perf_counter() - start
     log.info("personalized card %s with profile %s: %d APDUs, %d bytes, %.3f s",
-             card_factor.hex().upper(), profile.name, counter.apdus,
+             issue_factor.hex().upper(), profile.name, counter.apdus,
              counter.sent + counter.received, seconds)
     return PersoResult(
         profile=profile.name,
-        card_factor=card_factor.hex().upper(),
-        chip_serial=card_factor.hex().upper(),
+        card_factor=issue_factor.hex().upper(),
+        chip_serial=issue_factor.hex().upper(),
         erased=erased,
         steps=runner.done,
         apdus=counter.apdus,
@@ -312,6 +402,7 @@ def personalize(
         minimum=minimum_cost(profile, plan.record or card, read_back=read_back),
         phases=dict(runner.phases),
         read_back=runner.read_back,
+        factor_check=factor_check,
     )
 
 
@@ -322,15 +413,20 @@ def erase_card(
     *,
     tracer: Tracer | None = None,
     reset: bool = True,
+    card_factor: bytes | None = None,
+    confirm_factor: bool = True,
 ) -> bool:
-    """Return an issued or partly personalized card to the blank state (MF master key
-    authentication, FMCOS form, never retried, then ERASE DF of the MF). False when the card
-    was blank already (its MF has no master key)."""
-    from healthcard_apdu.perso.plan import erase_steps
-    from healthcard_apdu.security import CardFactors
-
-    atr = transport.reset() if reset else transport.atr()
-    factors = CardFactors(card_factor_of(atr))
+    """Return an issued or partly personalized card to the blank state: the card factor is
+    confirmed with INTERNAL AUTHENTICATE first (:func:`check_card_factor`; nothing confirmed:
+    :class:`FactorNotConfirmed`, no try spent), then the MF master key authenticates (FMCOS
+    form, never retried) and ERASE DF of the MF follows. False when the card was blank
+    already (its MF has no master key)."""
+    rule = factor_rule_of(profile, card_factor)
+    if reset:
+        transport.reset()
+    check = check_card_factor(transport, profile, security, rule=rule, confirm=confirm_factor,
+                              tracer=tracer)
+    factors = CardFactors(check.factor)
     steps = erase_steps(profile, factors, security)
     channel = Channel(CountingTransport(transport), max_command_data=profile.card.max_command_data,
                       max_response=profile.card.max_response, trace=tracer)

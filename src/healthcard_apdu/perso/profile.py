@@ -10,6 +10,7 @@ record against a profile (``record.DF01EF06.LXRXM1``). Nothing here touches a ca
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,14 @@ from healthcard_apdu import model
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.model import CardData, ModelError
 from healthcard_apdu.perso.errors import Problem, ProfileError
-from healthcard_apdu.security import STANDARD_KEY_SPECS, KeySpec, city_factor_from_region
+from healthcard_apdu.security import (
+    DEFAULT_FACTOR_RULE,
+    STANDARD_KEY_SPECS,
+    FactorRule,
+    FactorRuleError,
+    KeySpec,
+    city_factor_from_region,
+)
 from healthcard_apdu.security.errors import SecurityModuleError
 
 __all__ = [
@@ -84,6 +92,23 @@ class CardSettings:
     max_response: int = 256
     binary_fill: int | None = 0x00
     key_entry_overhead: int = 6
+
+
+@dataclass(frozen=True)
+class ProductSettings:
+    """What differs between real card families of the same layout (``[product]``).
+
+    ``factor_rule``: where the card factor sits in the ATR (``security.FactorRule``; default
+    the first 8 historical bytes, the only real evidence, docs/spec-choices.md).
+    ``select_fci``: ``required`` (a DF's SELECT answers its FCI) or ``optional`` (a family that
+    answers SELECT with a bare 9000; the conformance suite then accepts that).
+    """
+
+    factor_rule: FactorRule = DEFAULT_FACTOR_RULE
+    select_fci: str = "required"
+
+
+SELECT_FCI_CHOICES = ("required", "optional")
 
 
 @dataclass(frozen=True)
@@ -249,10 +274,16 @@ class Profile:
     keys: tuple[KeyProfile, ...]
     end_issuance: bool
     source: str = ""
+    product: ProductSettings = field(default_factory=ProductSettings)
     _by_path: dict[str, FileProfile] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_path.update({f.path: f for f in self.files})
+
+    def with_factor_rule(self, rule: FactorRule | str) -> Profile:
+        """This profile with another card-factor rule (a command-line override)."""
+        product = dataclasses.replace(self.product, factor_rule=FactorRule.parse(rule))
+        return dataclasses.replace(self, product=product, _by_path={})
 
     def df(self, name: str) -> DfProfile:
         for d in self.dfs:
@@ -447,8 +478,9 @@ class _Collector:
         return value
 
 
-_TOP = ("format", "version", "name", "description", "production", "card", "end_state", "dfs",
-        "filesystem", "keys")
+_TOP = ("format", "version", "name", "description", "production", "card", "product",
+        "end_state", "dfs", "filesystem", "keys")
+_PRODUCT = ("factor_rule", "select_fci")
 _CARD = ("capacity", "max_command_data", "max_response", "binary_fill", "key_entry_overhead")
 _DF = ("name", "df_name", "size", "create", "erase", "fci", "key_file")
 _KEY_FILE = ("size", "sfi", "add")
@@ -484,6 +516,16 @@ def parse_profile(document: Mapping[str, Any], source: str = "profile") -> Profi
         binary_fill=binary_fill,
         key_entry_overhead=c.integer(card_t, "key_entry_overhead", "card", 0, 64, 6),
     )
+    product_t = c.table(top.get("product", {}), "product", _PRODUCT)
+    rule_text = c.text(product_t, "factor_rule", "product", str(DEFAULT_FACTOR_RULE))
+    try:
+        factor_rule = FactorRule.parse(rule_text)
+    except FactorRuleError as exc:
+        c.add("product.factor_rule", str(exc))
+        factor_rule = DEFAULT_FACTOR_RULE
+    product = ProductSettings(
+        factor_rule, c.choice(product_t, "select_fci", "product", SELECT_FCI_CHOICES, "required")
+    )
     end_t = c.table(top.get("end_state", {}), "end_state", ("end_issuance",))
     end_issuance = c.boolean(end_t, "end_issuance", "end_state", True)
 
@@ -504,7 +546,7 @@ def parse_profile(document: Mapping[str, Any], source: str = "profile") -> Profi
     if c.problems:
         raise ProfileError(source, c.problems)
     return Profile(name, description, production, card, algorithm, tuple(dfs), tuple(files),
-                   tuple(keys), end_issuance, source)
+                   tuple(keys), end_issuance, source, product=product)
 
 
 def _parse_dfs(c: _Collector, top: Mapping[str, Any]) -> list[DfProfile]:

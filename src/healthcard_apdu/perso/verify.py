@@ -14,6 +14,9 @@ Three checks, reported together (:class:`VerifyReport`):
   grant the write. Each must be refused.
 
 Authentications are never retried. A refused key is reported with its SW and tries left.
+Before the first one the card factor is confirmed with INTERNAL AUTHENTICATE (no try counter;
+``perso.execute.check_card_factor``): when no candidate of the profile's rule and the other
+known rules is confirmed, :class:`FactorNotConfirmed` is raised and no key is tried at all.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, Literal
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.command import CommandApdu
 from healthcard_apdu.apdu.response import ResponseApdu
+from healthcard_apdu.card.factor import FactorConfirmation
 from healthcard_apdu.card.signing import valid_signature
 from healthcard_apdu.crypto import challenge_iv, ecb_encrypt
 from healthcard_apdu.model import (
@@ -38,7 +42,7 @@ from healthcard_apdu.model import (
     OutpatientRecord,
 )
 from healthcard_apdu.perso.errors import PersoError
-from healthcard_apdu.perso.execute import CountingTransport, card_factor_of
+from healthcard_apdu.perso.execute import CountingTransport, check_card_factor, factor_rule_of
 from healthcard_apdu.perso.plan import RK_PLAIN
 from healthcard_apdu.perso.profile import (
     DfProfile,
@@ -158,6 +162,7 @@ class VerifyReport:
     files_checked: int = 0
     apdus: int = 0
     bytes: int = 0
+    factor_check: FactorConfirmation | None = None
 
     @property
     def data_ok(self) -> bool:
@@ -196,6 +201,7 @@ class VerifyReport:
             "forbidden_accesses": [p.to_json() for p in self.probes],
             "apdus": self.apdus,
             "bytes": self.bytes,
+            "factor_check": None if self.factor_check is None else self.factor_check.to_json(),
         }
 
 
@@ -587,20 +593,29 @@ def verify_card(
     *,
     tracer: Tracer | None = None,
     reset: bool = True,
+    card_factor: bytes | None = None,
+    confirm_factor: bool = True,
 ) -> VerifyReport:
-    """Check the card behind ``transport`` against ``profile`` and ``resident``."""
+    """Check the card behind ``transport`` against ``profile`` and ``resident``.
+
+    The card factor follows the profile's product rule (or ``card_factor``) and is confirmed
+    first (``confirm_factor``); :class:`FactorNotConfirmed` before any key is tried when no
+    candidate matches.
+    """
     card = resident_from(resident)
-    atr = transport.reset() if reset else transport.atr()
-    card_factor = card_factor_of(atr)
+    if reset:
+        transport.reset()
     try:
         city = city_factor_of(card) if profile.needs_city_factor else None
     except (SecurityModuleError, ModelError) as exc:
         raise PersoError(f"record: no city factor ({exc})") from None
-    factors = CardFactors(card_factor, city)
     counter = CountingTransport(transport)
+    check = check_card_factor(counter, profile, security, rule=factor_rule_of(profile, card_factor),
+                              confirm=confirm_factor, city_factor=city, tracer=tracer)
+    factors = CardFactors(check.factor, city)
     channel = Channel(counter, max_command_data=profile.card.max_command_data,
                       max_response=profile.card.max_response, trace=tracer)
-    report = VerifyReport(profile.name, card_factor.hex().upper())
+    report = VerifyReport(profile.name, factors.card.hex().upper(), factor_check=check)
     _Verifier(channel, profile, card, factors, security, report).run()
     report.apdus = counter.apdus
     report.bytes = counter.sent + counter.received

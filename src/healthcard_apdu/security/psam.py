@@ -3,9 +3,13 @@
 The SAM keeps the master keys; the host sends ``80 DE P1 P2 cardF [cityF] R`` to set up the
 session key and ``80 FA`` to encrypt (P1=00) or MAC (P1=05) with it. The SAM holds one
 session key at a time: a :class:`PsamSession` re-sends its ``80DE`` when another session was
-set up in between. The SAM PIN is verified once (after selecting DF01) and then forgotten; a
-refused PIN raises :class:`SamPinError` with the tries left and is never retried -- later
-calls fail fast without sending it again. The module assumes it owns the SAM channel.
+set up in between (one ``80DE`` then encrypt and MAC, as the logged real exchange did). The SAM
+PIN is verified once and then forgotten: by default **at the MF** (``SELECT 3F00``, ``VERIFY``,
+then ``SELECT DF01``), as real PSAMs took it in public reader logs; ``pin_at="df01"`` verifies
+after selecting DF01 (libzhouyb's order). A refused PIN raises :class:`SamPinError` with the
+tries left and is never retried -- later calls fail fast without sending it again. The host
+never looks at the SAM's FCIs (real ones differ in length). The module assumes it owns the SAM
+channel.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ CERTIFICATE_LENGTH = 190
 _MAX_LC = 255
 _SM3_INS = 0xF4
 _SM2_SIGN_INS = 0xF8
+SAM_MF_FID = 0x3F00
+#: Where the SAM PIN is verified: at the MF (default, real PSAMs) or in DF01.
+PIN_PLACES = ("mf", "df01")
 
 
 def pin_to_bcd(pin: str) -> bytes:
@@ -131,9 +138,13 @@ class PsamSecurityModule(SecurityModule):
         certificate_fid: int = SAM_CERTIFICATE_FID,
         max_data: int = 240,
         name: str = "psam",
+        pin_at: str = "mf",
     ) -> None:
         if not 32 <= max_data <= _MAX_LC:
             raise SecurityModuleError(f"max_data must be 32..255, got {max_data}")
+        if pin_at not in PIN_PLACES:
+            raise SecurityModuleError(f"pin_at must be one of {PIN_PLACES}, got {pin_at!r}")
+        self.pin_at = pin_at
         self.name = name
         self.channel = channel
         self.max_data = max_data
@@ -163,12 +174,14 @@ class PsamSecurityModule(SecurityModule):
             raise SamCommandError(f"SAM {self.name}: {exc}", exc.sw) from exc
 
     def unlock(self) -> None:
-        """Select the SAM application and verify the PIN (once; never retried)."""
+        """Verify the PIN (once; never retried) at the MF or in DF01 (``pin_at``) and leave
+        the SAM application DF01 selected."""
         if self._failure is not None:
             raise SamPinError(str(self._failure), self._failure.retries_left)
         if self._ready:
             return
-        self._sam(commands.select_fid(self._application_fid))
+        at_mf = self._pin is not None and self.pin_at == "mf"
+        self._sam(commands.select_fid(SAM_MF_FID if at_mf else self._application_fid))
         if self._pin is not None:
             pin, self._pin = self._pin, None
             try:
@@ -193,6 +206,8 @@ class PsamSecurityModule(SecurityModule):
                     f"SAM {self.name}: PIN verification was interrupted; not retried"
                 )
                 raise
+        if at_mf:
+            self._sam(commands.select_fid(self._application_fid))  # the MF's PIN state holds
         self._ready = True
         log.debug("SAM %s unlocked", self.name)
 

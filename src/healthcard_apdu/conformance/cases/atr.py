@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from healthcard_apdu.apdu import commands
+from healthcard_apdu.card.factor import FactorStatus
 from healthcard_apdu.conformance.case import Group, case
 from healthcard_apdu.conformance.context import SW_OK, CaseContext, sw_text
 from healthcard_apdu.model import ef
+from healthcard_apdu.security import FactorRuleError
 from healthcard_apdu.transport.atr import AtrError, parse_atr
 
 G = Group.ATR
@@ -24,18 +26,32 @@ def atr_well_formed(ctx: CaseContext) -> None:
         ctx.check("TCK (XOR of T0..TCK is 00)", True, info.tck_ok)
 
 
-@case(id="HC-ATR-002", title="The ATR carries the 8-byte card factor as its last historical bytes",
-      group=G, reference="healthcard-layout.md §3.4", severity="critical")
+@case(id="HC-ATR-002", title="The ATR carries the 8-byte card factor where the card product's "
+      "rule says, and INTERNAL AUTHENTICATE confirms it", group=G,
+      reference="healthcard-layout.md §3.4, §3.10; docs/spec-choices.md", severity="critical")
 def atr_card_factor(ctx: CaseContext) -> None:
+    rule = ctx.facts.factor_rule
     historical = ctx.facts.historical_bytes
-    ctx.check("historical bytes", ">= 8", len(historical), len(historical) >= 8)
-    factor = historical[-8:]
+    try:
+        factor = rule.factor(historical)
+    except FactorRuleError as exc:
+        ctx.check(f"card factor by rule {rule}", "8 historical bytes", str(exc), False)
+        return
+    ctx.check(f"card factor by rule {rule}", "8 bytes", factor.hex().upper(), True)
     ctx.check(
         "card factor is not a constant filler",
         "not all 00 / all FF",
         factor.hex().upper(),
         factor not in (bytes(8), b"\xff" * 8),
     )
+    check = ctx.facts.factor_check
+    if check is None or check.status in (FactorStatus.OFF, FactorStatus.IMPOSSIBLE):
+        ctx.note("not confirmed by INTERNAL AUTHENTICATE: "
+                 + ("confirmation off" if check is None else check.message))
+        return
+    confirmed = check.confirmed.label if check.confirmed is not None else "none"
+    ctx.check(f"INTERNAL AUTHENTICATE confirms the factor of rule {rule}",
+              f"{rule} {factor.hex().upper()}", confirmed, not check.by_other_rule)
 
 
 @case(id="HC-ATR-003", title="A warm reset answers the same ATR", group=G,

@@ -1,9 +1,12 @@
-"""File structure and FCI: every DF answers its FCI, every EF exists with its structure."""
+"""File structure and FCI: every DF answers its FCI (BER-TLV; a bare 9000 where the card
+product allows it), every EF exists with its structure."""
 
 from __future__ import annotations
 
 from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.command import CommandApdu
+from healthcard_apdu.apdu.response import ResponseApdu
+from healthcard_apdu.apdu.tlv import TlvError, parse_fci
 from healthcard_apdu.conformance.case import CaseInfo, Group, case, register
 from healthcard_apdu.conformance.context import CaseContext
 from healthcard_apdu.model import DF, DFS, EF, EFS
@@ -13,26 +16,26 @@ SW_WRONG_STRUCTURE = 0x6981
 SW_NOT_FOUND = 0x6A82
 
 
-def parse_fci(fci: bytes) -> dict[int, bytes]:
-    """The DOs inside a ``6F`` FCI template (one-byte tags and lengths, as on the card).
-
-    Raises ValueError naming the problem.
-    """
-    if len(fci) < 2 or fci[0] != 0x6F:
-        raise ValueError(f"FCI must start with tag 6F, got {fci[:1].hex().upper() or 'nothing'}")
-    if fci[1] != len(fci) - 2:
-        raise ValueError(f"FCI length byte {fci[1]} but {len(fci) - 2} bytes follow")
-    body, out, pos = fci[2:], {}, 0
-    while pos < len(body):
-        if pos + 2 > len(body):
-            raise ValueError(f"FCI truncated at offset {pos + 2}")
-        tag, size = body[pos], body[pos + 1]
-        value = body[pos + 2 : pos + 2 + size]
-        if len(value) != size:
-            raise ValueError(f"FCI DO {tag:02X}: length {size}, {len(value)} bytes present")
-        out[tag] = value
-        pos += 2 + size
-    return out
+def _check_fci(ctx: CaseContext, target: DF, response: ResponseApdu) -> None:
+    """The FCI of a DF's SELECT, parsed as BER-TLV: its DF name (DO 84). A bare 9000 passes
+    when the card product allows it (``[product] select_fci = "optional"``)."""
+    try:
+        fci = parse_fci(response.data)
+    except TlvError as exc:
+        ctx.check("FCI template (BER-TLV)", "6F L 84 Ln name [A5 ..]", str(exc), False)
+        return
+    if fci is None:
+        optional = ctx.profile is not None and ctx.profile.select_fci == "optional"
+        if optional:
+            ctx.note("SELECT answered a bare 9000 without FCI, which the card product allows")
+        else:
+            ctx.check("FCI template", "6F L 84 Ln name [A5 ..]", "absent (bare 9000)", False)
+        return
+    expected = (ctx.profile.df_name(target.name, target.df_name) if ctx.profile is not None
+                else target.df_name)
+    name = fci.df_name
+    ctx.check("DF name (DO 84)", expected.hex().upper(),
+              "absent" if name is None else name.hex().upper())
 
 
 def _df_case(number: int, target: DF) -> None:
@@ -41,15 +44,8 @@ def _df_case(number: int, target: DF) -> None:
         for parent in path[:-1]:
             ctx.call(commands.select_fid(parent.fid), f"select {parent.name}")
         response = ctx.send(commands.select_fid(target.fid))
-        ctx.expect_sw(f"SELECT {target.fid:04X}", response, 0x9000)
-        try:
-            dos = parse_fci(response.data)
-        except ValueError as exc:
-            ctx.check("FCI template", "6F L 84 Ln name [A5 ..]", str(exc), False)
-            return
-        name = dos.get(0x84)
-        ctx.check("DF name (DO 84)", target.df_name.hex().upper(),
-                  "absent" if name is None else name.hex().upper())
+        if ctx.expect_sw(f"SELECT {target.fid:04X}", response, 0x9000):
+            _check_fci(ctx, target, response)
 
     certain = "the traced name" if target.df_name_certain else "the name seen on test cards"
     register(CaseInfo(
@@ -113,12 +109,8 @@ def sibling_efs_hidden(ctx: CaseContext) -> None:
 def select_ddf1_by_name(ctx: CaseContext) -> None:
     ddf1 = next(d for d in DFS if d.name == "DDF1")
     ctx.select_df("MF")
-    response = ctx.send(commands.select_name(ddf1.df_name))
-    ctx.expect_sw("SELECT by name", response, 0x9000)
-    try:
-        name = parse_fci(response.data).get(0x84)
-    except ValueError as exc:
-        ctx.check("FCI template", "6F L 84 Ln name", str(exc), False)
-        return
-    ctx.check("DF name (DO 84)", ddf1.df_name.hex().upper(),
-              "absent" if name is None else name.hex().upper())
+    name = ctx.profile.df_name("DDF1", ddf1.df_name) if ctx.profile is not None \
+        else ddf1.df_name
+    response = ctx.send(commands.select_name(name))
+    if ctx.expect_sw("SELECT by name", response, 0x9000):
+        _check_fci(ctx, ddf1, response)
