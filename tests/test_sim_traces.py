@@ -27,8 +27,9 @@ def sam() -> Channel:
     s = SimSam(sam_state_from_json(sam_key_file()))
     s.power_on()
     ch = Channel(s.process, TRACE_CARD_FACTOR)
-    assert ch("00A4000002DF01")[1] == 0x6100 | len(s.state.df01_name) + 4
-    assert ch("0020000003123456")[1] == 0x9000  # trace: SAM PIN verify
+    assert ch("00A40000023F00")[1] >> 8 == 0x61
+    assert ch("0020000003123456")[1] == 0x9000  # real PSAMs: the PIN at the MF (§3.10)
+    assert ch("00A4000002DF01")[1] == 0x6100 | len(s.state.df01_name) + 4  # the PIN holds
     return ch
 
 
@@ -89,7 +90,13 @@ def test_rk1_df03_external_auth_flow_of_the_trace(card: Channel, sam: Channel) -
     assert card("00B0000080")[1] == 0x9000
 
 
-def test_uk1_ddf1_auth_then_sm_update_record_of_the_trace(card: Channel, sam: Channel) -> None:
+@pytest.mark.parametrize("second_80de", [False, True], ids=["one-80DE", "80DE-again"])
+def test_uk1_ddf1_auth_then_sm_update_record_of_the_trace(
+    card: Channel, sam: Channel, second_80de: bool
+) -> None:
+    """The logged real exchange set the STK session up once (80DE), then encrypted and MACed
+    (the SAM keeps the session key between 80FA calls); later vendor code sends the same 80DE
+    again before the MAC. Both give the same MAC and the card takes the update."""
     card.select_path("DDF1")
     r1 = card("0084000008")[0]
     assert sam(f"80DE272A10 {TRACE_CARD_FACTOR.hex()} {r1.hex()}")[1] == 0x9000
@@ -102,7 +109,8 @@ def test_uk1_ddf1_auth_then_sm_update_record_of_the_trace(card: Channel, sam: Ch
     plain = "06 07042011FFFF 80" + "00" * 8  # LD | TLV 07 04 2011FFFF | pad to 16
     e = _sam_get(sam, "80FA000010 " + plain)
     assert len(e) == 16
-    assert sam(setup)[1] == 0x9000  # the trace re-derives before the MAC
+    if second_80de:
+        assert sam(setup)[1] == 0x9000  # later vendor code; the logged exchange did not
     mac_input = "04DC010414" + e.hex() + "80" + "00" * 10
     assert len(bytes.fromhex(mac_input)) == 32
     mac = _sam_get(sam, "80FA050030 " + "00" * 16 + mac_input)
