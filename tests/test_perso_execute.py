@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from healthcard_apdu import model
+from healthcard_apdu.card.factor import FactorNotConfirmed
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.perso.errors import (
     AuthenticationRefused,
@@ -128,8 +129,13 @@ def test_erase_with_the_master_key_and_issue_again() -> None:
         result = personalize(tap, NATIONAL, other, software(), erase=True)
         report = verify_card(link, NATIONAL, other, software())
     assert result.erased and report.ok, report.problems()
-    assert tap.commands[2] == bytes.fromhex("800E000000")  # challenge, MK_MF, ERASE DF
-    assert result.apdus == result.plan_apdus + 3
+    # the factor is confirmed first (INTERNAL AUTHENTICATE, no try counter), then challenge,
+    # MK_MF, ERASE DF
+    erase = tap.commands.index(bytes.fromhex("800E000000"))
+    assert [c[:2].hex().upper() for c in tap.commands[erase - 2 : erase]] == ["0084", "0082"]
+    assert [c[:2] for c in tap.commands[:erase]].count(b"\x00\x88") == 1
+    assert result.factor_check is not None and result.factor_check.confirmed is not None
+    assert result.apdus == result.plan_apdus + 3 + erase - 2
 
 
 def test_erase_on_a_blank_card_is_skipped() -> None:
@@ -142,13 +148,28 @@ def test_erase_on_a_blank_card_is_skipped() -> None:
     assert result.steps == result.plan_apdus + 2
 
 
+def test_wrong_keys_are_found_before_the_master_key_spends_a_try() -> None:
+    card = issued_card()
+    strangers = software(variant=1)  # another key set: nothing of the card matches
+    with InProcessTransport(card) as link:
+        tap = TapTransport(link)
+        with pytest.raises(FactorNotConfirmed, match="no try spent"):
+            personalize(tap, NATIONAL, model.sample_resident(), strangers, erase=True)
+        with pytest.raises(FactorNotConfirmed):
+            erase_card(tap, NATIONAL, strangers)
+    assert tap.count("0082") == 0 and tap.count("800E") == 0 and tap.count("0088") == 4
+    assert card.image.issued
+
+
 def test_wrong_master_key_stops_after_one_authentication() -> None:
+    """With the confirmation off, a wrong key spends exactly one try and is not retried."""
     card = issued_card()
     strangers = software(variant=1)  # another key set: the card's MK_MF does not match
     with InProcessTransport(card) as link:
         tap = TapTransport(link)
         with pytest.raises(AuthenticationRefused) as caught:
-            personalize(tap, NATIONAL, model.sample_resident(), strangers, erase=True)
+            personalize(tap, NATIONAL, model.sample_resident(), strangers, erase=True,
+                        confirm_factor=False)
     assert tap.count("0082") == 1 and tap.count("800E") == 0
     assert len(tap.commands) == 2  # GET CHALLENGE, EXTERNAL AUTHENTICATE; nothing after
     exc = caught.value
@@ -158,7 +179,7 @@ def test_wrong_master_key_stops_after_one_authentication() -> None:
     with InProcessTransport(card) as link:  # the counter went down by exactly one
         tap = TapTransport(link)
         with pytest.raises(AuthenticationRefused, match="63C1"):
-            erase_card(tap, NATIONAL, strangers)
+            erase_card(tap, NATIONAL, strangers, confirm_factor=False)
         assert tap.count("0082") == 1
 
 

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from healthcard_apdu import model
+from healthcard_apdu.card.factor import FactorNotConfirmed
 from healthcard_apdu.cli.perso import personalize_command, verify_command
 from healthcard_apdu.crypto import diversify
 from healthcard_apdu.perso.errors import PersoError
@@ -85,8 +86,10 @@ def test_no_secret_anywhere(caplog: pytest.LogCaptureFixture, tmp_path: Path) ->
         for attempt in (
             lambda: personalize(link, NATIONAL, sample, module, tracer=tracer),
             lambda: erase_card(link, NATIONAL, software(variant=1), tracer=tracer),
+            lambda: erase_card(link, NATIONAL, software(variant=1), tracer=tracer,
+                               confirm_factor=False),
         ):
-            with pytest.raises(PersoError) as caught:
+            with pytest.raises((PersoError, FactorNotConfirmed)) as caught:
                 attempt()
             texts += _exception_texts(caught.value)
     fresh = blank_card(rng=rng)

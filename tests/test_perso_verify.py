@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from healthcard_apdu import model
+from healthcard_apdu.card.factor import FactorNotConfirmed
 from healthcard_apdu.crypto import BlockCipher, challenge_iv, ecb_encrypt, fmcos_mac, line_encrypt
 from healthcard_apdu.perso.profile import load_profile
 from healthcard_apdu.perso.verify import verify_card
@@ -170,10 +173,21 @@ def test_verify_with_a_psam(tmp_path: Path) -> None:
                                                                  "IRK_DDF1"}
 
 
-def test_verify_with_other_keys_reports_every_key() -> None:
+def test_verify_with_other_keys_tries_no_key() -> None:
     card = issued_card()
     with InProcessTransport(card) as link:
-        report = verify_card(link, NATIONAL, model.sample_resident(), software(variant=1))
+        tap = TapTransport(link)
+        with pytest.raises(FactorNotConfirmed, match="no try spent"):
+            verify_card(tap, NATIONAL, model.sample_resident(), software(variant=1))
+    assert tap.count("0082") == 0
+
+
+def test_verify_with_other_keys_reports_every_key() -> None:
+    """With the confirmation off, every key is tried once (and refused)."""
+    card = issued_card()
+    with InProcessTransport(card) as link:
+        report = verify_card(link, NATIONAL, model.sample_resident(), software(variant=1),
+                             confirm_factor=False)
     refused = {k.role for k in report.keys if k.result == "refused"}
     assert {"RK1_DDF1", "RK1_DF01", "RK1_DF02", "RK1_DF03", "MK_MF"} <= refused
     external = [k for k in report.keys if k.result == "refused" and "external" in k.how]

@@ -322,14 +322,21 @@ def execute_plan(
     return runner, erased
 
 
-def _erase(runner: _Runner, plan: Plan) -> bool:
-    """The erase prelude; False when the card turned out blank (no MF master key)."""
-    mf = plan.profile.df("MF")
-    if access_kind(mf.erase) == "never" or not plan.erase:
+def _check_erasable(profile: Profile) -> None:
+    """:class:`EraseRefused` when the profile's MF cannot be erased (checked before any APDU)."""
+    mf = profile.df("MF")
+    if access_kind(mf.erase) == "never" or profile.master_key("MF") is None:
         raise EraseRefused(
-            f"profile {plan.profile.name}: the MF erase right is 0x{mf.erase:02X} (never) or "
+            f"profile {profile.name}: the MF erase right is 0x{mf.erase:02X} (never) or "
             "there is no MF master key; this card cannot be erased"
         )
+
+
+def _erase(runner: _Runner, plan: Plan) -> bool:
+    """The erase prelude; False when the card turned out blank (no MF master key)."""
+    _check_erasable(plan.profile)
+    if not plan.erase:
+        raise EraseRefused(f"profile {plan.profile.name}: no erase steps")
     challenge, auth, erase_step = plan.erase
     runner.run(challenge)
     response = runner.send(auth)
@@ -376,6 +383,7 @@ def personalize(
     counter = CountingTransport(transport)
     factor_check: FactorConfirmation | None = None
     if erase:
+        _check_erasable(profile)
         factor_check = check_card_factor(counter, profile, security, rule=rule,
                                          confirm=confirm_factor, tracer=tracer)
         erase_factor = factor_check.factor  # FactorNotConfirmed: nothing was spent
@@ -422,6 +430,7 @@ def erase_card(
     form, never retried) and ERASE DF of the MF follows. False when the card was blank
     already (its MF has no master key)."""
     rule = factor_rule_of(profile, card_factor)
+    _check_erasable(profile)
     if reset:
         transport.reset()
     check = check_card_factor(transport, profile, security, rule=rule, confirm=confirm_factor,
