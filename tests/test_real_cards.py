@@ -272,6 +272,9 @@ def test_key_not_on_the_card_is_named_and_spends_nothing(tap: Any) -> None:
     with pytest.raises(KeyNotPresent, match="RK1_DF01"):
         health.read_addresses()
     health.write_contact_info(sample_resident().card_contact)  # UK keys are there
+    report = verify_card(tap(card), load_profile(PROFILE), sample_resident(), module())
+    rk = next(k for k in report.keys if k.role == "RK1_DDF1")
+    assert rk.sw == 0x6A88 and "key not present on this card" in str(rk)
     assert counters(card) == before
 
 

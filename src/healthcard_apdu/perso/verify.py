@@ -287,8 +287,9 @@ class _Verifier:
             return False
         response = self.send(commands.external_authenticate(key.ref, data))
         ok = response.ok
+        detail = "key not present on this card (no try spent)" if response.sw == 0x6A88 else ""
         self.report.keys.append(KeyCheck(key.role, key.df, "ok" if ok else "refused", how,
-                                         response.sw))
+                                         response.sw, detail))
         if ok and key.follow_up is not None:
             self.state = key.follow_up
         return ok
