@@ -74,7 +74,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 INTERNAL_KEY = "IRK_DDF1"
-"""The internal-authentication key of the national layout (reference §3.2, §3.7)."""
+"""The internal-authentication key (docs/reference/healthcard-layout.md §3.2, §3.7)."""
 INTERNAL_AUTH_PLAINTEXT = bytes.fromhex("1122334455667788")
 """Default ``A`` of INTERNAL AUTHENTICATE (the constant HDOS uses with the RK keys)."""
 
