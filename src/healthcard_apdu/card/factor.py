@@ -69,6 +69,7 @@ __all__ = [
     "InternalAuthentication",
     "confirm_card_factor",
     "internal_authenticate",
+    "skipped_confirmation",
 ]
 
 log = logging.getLogger(__name__)

@@ -251,7 +251,8 @@ class HealthCard:
 
         Raises :class:`~healthcard_apdu.card.factor.CardNotGenuine` when the answer differs,
         when no card-factor candidate is confirmed (a clone or a card of another key set), or
-        when the card or the module has no internal key (nothing can be proven).
+        when the card or the module has no internal key (nothing can be proven). Selects DDF1
+        and forgets the security state (the next protected access authenticates again).
         """
         confirmation = self.session.check_factor()
         if confirmation.status is FactorStatus.NOT_CONFIRMED:

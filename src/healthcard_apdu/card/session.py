@@ -218,7 +218,8 @@ class CardSession:
 
     def check_factor(self) -> FactorConfirmation:
         """Confirm the card factor now (once per card; cached) and return the result without
-        raising on :attr:`FactorStatus.NOT_CONFIRMED`. Leaves the position unknown."""
+        raising on :attr:`FactorStatus.NOT_CONFIRMED`. Forgets the selection and security
+        state (the key's DF, DDF1, is current afterwards when INTERNAL AUTHENTICATE was sent)."""
         if self.factor_confirmation is None:
             historical = self._historical()
             if not self.confirm_factor:
