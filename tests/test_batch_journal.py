@@ -57,6 +57,33 @@ def test_migrations_are_recorded_and_idempotent(journal: Journal) -> None:
 def test_batch_fingerprint_must_match(journal: Journal) -> None:
     journal.ensure_batch("b", "b.csv", "a" * 64, "utf-8", "csv")
     journal.ensure_batch("b", "b.csv", "a" * 64, "utf-8", "csv")
+    journal.load_rows("b", _rows(2))
+    journal.finish_load("b", 2)
+    with pytest.raises(JournalError, match="different contents"):
+        journal.ensure_batch("b", "b.csv", "b" * 64, "utf-8", "csv")
+
+
+def test_a_failed_load_is_registered_again_from_the_fixed_file(journal: Journal) -> None:
+    """Registration commits before the rows load: a load that failed half way (bad input)
+    must not pin the batch to the broken file's contents."""
+    journal.ensure_batch("b", "b.csv", "a" * 64, "utf-8", "csv")
+    journal.load_rows("b", _rows(3))  # ... then the file turned out broken at row 4
+    info = journal.ensure_batch("b", "b.csv", "b" * 64, "gbk", "csv")
+    assert (info.fingerprint, info.encoding, info.loaded_at) == ("b" * 64, "gbk", None)
+    assert journal.last_loaded_row("b") == 0  # the old rows are gone, the load starts over
+    assert [e["kind"] for e in journal.events("b")] == ["batch-created", "batch-reloaded"]
+    with pytest.raises(JournalError, match="registered again"):  # a loader of the old file
+        journal.load_rows("b", _rows(2, start=4), fingerprint="a" * 64)
+    journal.load_rows("b", _rows(5), fingerprint="b" * 64)
+    assert sum(journal.counts("b").values()) == 5
+
+
+def test_a_batch_with_a_claimed_row_keeps_its_contents(journal: Journal) -> None:
+    journal.ensure_batch("b", "b.csv", "a" * 64, "utf-8", "csv")
+    journal.load_rows("b", _rows(3))
+    row = journal.claim_next("b", "s", "r")
+    assert row is not None
+    journal.release_claim(row, "card unusable")  # queued again, but it was claimed once
     with pytest.raises(JournalError, match="different contents"):
         journal.ensure_batch("b", "b.csv", "b" * 64, "utf-8", "csv")
 

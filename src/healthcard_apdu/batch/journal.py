@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from healthcard_apdu.batch.errors import JournalError
+from healthcard_apdu.fileio import create_private
 
 State = Literal[
     "queued", "claimed", "personalizing", "issued", "failed", "needs-erase", "invalid"
@@ -264,6 +265,11 @@ class _SqliteDialect(_Dialect):
         self.synchronous = synchronous
 
     def connect(self) -> sqlite3.Connection:
+        # The journal holds residents' records: create it 0600 (SQLite gives its -wal and
+        # -shm files the database file's mode). An existing file keeps its mode.
+        if str(self.path) != ":memory:":
+            with contextlib.suppress(OSError):  # a missing directory: sqlite says so below
+                create_private(self.path)
         try:
             conn = sqlite3.connect(
                 self.path, timeout=60.0, isolation_level=None, check_same_thread=False
@@ -595,10 +601,17 @@ class Journal:
 
     def ensure_batch(self, name: str, source: str, fingerprint: str, encoding: str,
                      fmt: str) -> BatchInfo:
-        """Create the batch, or check that an existing one was loaded from the same bytes."""
+        """Create the batch, or check that an existing one was loaded from the same bytes.
+
+        A batch whose load never finished and none of whose rows was ever claimed (a load
+        that failed on bad input) is registered again from the new contents: its rows are
+        dropped and loading starts over (event ``batch-reloaded``). Any other batch keeps its
+        contents: a changed file needs a new batch name.
+        """
         with self._tx() as cur:
-            cur.execute(self._q("SELECT fingerprint, source FROM batches WHERE name = ?"),
-                        (name,))
+            self._dialect.load_lock(cur, name)
+            cur.execute(self._q("SELECT fingerprint, source, loaded_at FROM batches "
+                                f"WHERE name = ?{self._dialect.lock_rows}"), (name,))
             found = cur.fetchone()
             if found is None:
                 cur.execute(
@@ -607,6 +620,16 @@ class Journal:
                     (name, source, fingerprint, encoding, fmt, now()),
                 )
                 self._event(cur, name, "batch-created", detail=source)
+            elif found[0] != fingerprint and found[2] is None and self._untouched(cur, name):
+                cur.execute(self._q("DELETE FROM rows WHERE batch = ?"), (name,))
+                cur.execute(
+                    self._q("UPDATE batches SET source = ?, fingerprint = ?, encoding = ?, "
+                            "format = ?, total_rows = 0 WHERE name = ?"),
+                    (source, fingerprint, encoding, fmt, name),
+                )
+                self._event(cur, name, "batch-reloaded",
+                            detail=f"{source}: the earlier load (sha256 {found[0][:16]}…) did "
+                                   "not finish and no row was claimed; loading again")
             elif found[0] != fingerprint:
                 raise JournalError(
                     f"batch {name!r} was loaded from {found[1]} with different contents "
@@ -616,6 +639,12 @@ class Journal:
         info = self.batch(name)
         assert info is not None
         return info
+
+    def _untouched(self, cur: Any, batch: str) -> bool:
+        """No row of the batch was ever claimed (all queued or invalid, no attempt)."""
+        cur.execute(self._q("SELECT COUNT(*) FROM rows WHERE batch = ? AND (attempts > 0 OR "
+                            "state NOT IN ('queued', 'invalid'))"), (batch,))
+        return int(cur.fetchone()[0]) == 0
 
     def last_loaded_row(self, batch: str) -> int:
         rows = self._read("SELECT MAX(row_no) FROM rows WHERE batch = ?", (batch,))
@@ -643,15 +672,24 @@ class Journal:
         with self._tx() as cur:
             return self.existing_numbers(cur, card_numbers, id_numbers)
 
-    def load_rows(self, batch: str, rows: Sequence[NewRow]) -> list[NewRow]:
+    def load_rows(self, batch: str, rows: Sequence[NewRow], *, fingerprint: str | None = None
+                  ) -> list[NewRow]:
         """Insert a chunk of rows in one transaction, after checking their card and ID numbers
         against the journal inside that same transaction. Rows whose number is already present
         (another batch, or a concurrent loader) are stored as invalid with that reason.
         Rows already loaded (same batch and row number) are skipped. Returns the rows as stored.
+        With ``fingerprint``, refuses when the batch is registered with other contents now
+        (another station loaded it again from a corrected file meanwhile).
         """
         stored: list[NewRow] = []
         with self._tx() as cur:
             self._dialect.load_lock(cur, batch)
+            if fingerprint is not None:
+                cur.execute(self._q("SELECT fingerprint FROM batches WHERE name = ?"), (batch,))
+                found = cur.fetchone()
+                if found is None or found[0] != fingerprint:
+                    raise JournalError(f"batch {batch!r} was registered again from other "
+                                       "contents while this file was loading; run again")
             cur.execute(self._q("SELECT MAX(row_no) FROM rows WHERE batch = ?"), (batch,))
             last = int(cur.fetchone()[0] or 0)
             fresh = [row for row in rows if row.row_no > last]

@@ -19,11 +19,11 @@ from healthcard_apdu.app.connect import env_secret
 from healthcard_apdu.cli.common import EXIT_USAGE, die, emit, exit_on_errors
 from healthcard_apdu.cli.options import hidden_prompt, passphrase_env_option, pkcs11_options
 from healthcard_apdu.crypto import BlockCipher
+from healthcard_apdu.fileio import write_file
 from healthcard_apdu.security.keyset import (
     FILE_FORMAT,
     KeySet,
     read_key_check_values,
-    write_private_file,
 )
 from healthcard_apdu.security.keyspec import DEFAULT_ROLES, STANDARD_KEY_SPECS
 
@@ -289,5 +289,5 @@ def export_command(
         from healthcard_apdu.security.export import simulator_sam_document
 
         document = simulator_sam_document(keyset) if fmt == "simulator" else keyset.to_plain_dict()
-        write_private_file(out, json.dumps(document, indent=2).encode() + b"\n")
+        write_file(out, json.dumps(document, indent=2) + "\n")
     click.echo(f"wrote {len(keyset.keys)} keys in clear to {out} (mode 0600)")

@@ -41,6 +41,7 @@ from healthcard_apdu.cli.options import (
     security_options,
     trace_option,
 )
+from healthcard_apdu.fileio import write_file
 from healthcard_apdu.model import CardData
 from healthcard_apdu.perso.errors import (
     AuthenticationRefused,
@@ -184,7 +185,7 @@ def _dry_run(stack: ExitStack, profile: Profile, card: CardData, security: Secur
     document = plan.to_json(include_erase=opts["erase"])
     text = json.dumps(document, ensure_ascii=False, indent=2)
     if opts["out"]:
-        opts["out"].write_text(text + "\n", encoding="utf-8")
+        write_file(opts["out"], text + "\n")  # 0600: the plan holds the resident's data
         summary = {"plan": str(opts["out"]), "apdus": plan.apdus, "bytes": plan.bytes}
         emit(summary, opts["as_json"])
     else:

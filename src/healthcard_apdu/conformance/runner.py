@@ -44,6 +44,7 @@ from healthcard_apdu.conformance.context import (
     sw_text,
 )
 from healthcard_apdu.conformance.profile import ProfileInfo
+from healthcard_apdu.fileio import open_private
 from healthcard_apdu.model import ModelError, decode_tlv, item
 from healthcard_apdu.security import (
     CardFactors,
@@ -299,7 +300,7 @@ def run_suite(
     seed = options.seed or secrets.token_bytes(16)
     stream: TextIO | None
     owned = isinstance(trace, str | Path)
-    stream = open(trace, "w", encoding="utf-8") if isinstance(trace, str | Path) else trace  # noqa: SIM115
+    stream = open_private(trace) if isinstance(trace, str | Path) else trace
     try:
         return _run_live(transport, security, profile, options, faults, seed, cases, stream,
                          str(trace) if owned else "")
@@ -453,7 +454,7 @@ def replay_suite(
     ids = [i for i in str(meta.get("cases", "")).split(",") if i]
     cases = [get_case(i) for i in ids]
     owned = isinstance(trace, str | Path)
-    stream = open(trace, "w", encoding="utf-8") if isinstance(trace, str | Path) else trace  # noqa: SIM115
+    stream = open_private(trace) if isinstance(trace, str | Path) else trace
     try:
         return _run_replay(Path(trace_path), security, profile, options, meta, segments, cases,
                            stream, str(trace) if owned else "")

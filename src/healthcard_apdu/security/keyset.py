@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from healthcard_apdu.crypto import (
     key_check_value,
     sm2_generate_private,
 )
+from healthcard_apdu.fileio import write_file
 from healthcard_apdu.security.errors import KeyFileError, SecurityModuleError, UnknownKeyRole
 from healthcard_apdu.security.keyspec import DEFAULT_ROLES
 from healthcard_apdu.security.signing import build_certificate
@@ -315,17 +315,9 @@ def read_key_check_values(path: str | os.PathLike[str]) -> tuple[BlockCipher, di
 
 
 def write_private_file(path: str | os.PathLike[str], content: bytes) -> None:
-    """Write ``content`` to ``path`` readable by the owner only (0600), replacing atomically."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``content`` to ``path`` readable by the owner only (0600), replacing atomically
+    and durably (:func:`healthcard_apdu.fileio.write_file`)."""
+    write_file(path, content)
 
 
 # -- helpers ---------------------------------------------------------------------------
