@@ -23,6 +23,7 @@ def exit_code_for(error: BaseException) -> int:
     """The documented exit code for a library error."""
     from healthcard_apdu.apdu.errors import SecurityError
     from healthcard_apdu.card.errors import ConnectOptionsError, NotWritable, SignatureInvalid
+    from healthcard_apdu.crypto import CryptoError
     from healthcard_apdu.model.errors import DecodeError, ModelError
     from healthcard_apdu.perso.errors import (
         AuthenticationRefused,
@@ -30,6 +31,7 @@ def exit_code_for(error: BaseException) -> int:
         SecurityModuleUnsuitable,
     )
     from healthcard_apdu.security.errors import SecurityModuleError
+    from healthcard_apdu.sim.errors import ImageError
 
     if isinstance(error, SignatureInvalid):
         return EXIT_FAILED
@@ -37,9 +39,12 @@ def exit_code_for(error: BaseException) -> int:
         return EXIT_CARD
     if isinstance(error, ConnectOptionsError | NotWritable | ProfileError | ModelError):
         return EXIT_USAGE
+    if isinstance(error, ImageError):
+        return EXIT_USAGE  # a card image or SAM key file given as input
     if isinstance(
         error,
-        SecurityError | SecurityModuleError | SecurityModuleUnsuitable | AuthenticationRefused,
+        SecurityError | SecurityModuleError | SecurityModuleUnsuitable | AuthenticationRefused
+        | CryptoError,
     ):
         return EXIT_SECURITY
     return EXIT_CARD

@@ -41,7 +41,7 @@ from healthcard_apdu.cli.options import (
     security_options,
     trace_option,
 )
-from healthcard_apdu.fileio import write_file
+from healthcard_apdu.fileio import parse_json, write_file
 from healthcard_apdu.model import CardData
 from healthcard_apdu.perso.errors import (
     AuthenticationRefused,
@@ -71,9 +71,11 @@ _EXIT_CODES = (
 def _load_inputs(profile_name: str, data: Path) -> tuple[Profile, CardData]:
     profile = load_profile(profile_name)
     try:
-        document = json.loads(data.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        die(f"{data}: not a readable JSON record ({exc.__class__.__name__}: {exc})", EXIT_USAGE)
+        document = parse_json(data.read_bytes())
+    except OSError as exc:
+        die(f"{data}: cannot read ({exc.strerror})", EXIT_USAGE)
+    except ValueError as exc:
+        die(f"{data}: not a readable JSON record ({exc})", EXIT_USAGE)
     if not isinstance(document, dict):
         die(f"{data}: the record must be a JSON object", EXIT_USAGE)
     card, problems = check_record(profile, document)
@@ -216,5 +218,9 @@ def verify_command(**opts: Any) -> None:
                        f"{len(report.probes)} forbidden accesses checked")
             for line in report.problems():
                 click.echo(f"  FAIL {line}")
+            unused = report.not_exercised()
+            if unused:
+                click.echo("  not exercised (their commands block the card): "
+                           + ", ".join(unused))
             click.echo("verify: OK" if report.ok else "verify: FAILED")
     raise SystemExit(EXIT_OK if report.ok else EXIT_FAILED)

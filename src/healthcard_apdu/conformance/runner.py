@@ -44,7 +44,7 @@ from healthcard_apdu.conformance.context import (
     sw_text,
 )
 from healthcard_apdu.conformance.profile import ProfileInfo
-from healthcard_apdu.fileio import open_private
+from healthcard_apdu.fileio import open_private, parse_json
 from healthcard_apdu.model import ModelError, decode_tlv, item
 from healthcard_apdu.security import (
     CardFactors,
@@ -400,7 +400,7 @@ def _segments(records: Sequence[Record]) -> tuple[Record, dict[str, list[Record]
 
 def _meta_options(meta: Mapping[str, Any]) -> RunOptions:
     try:
-        limits = {str(k): float(v) for k, v in json.loads(str(meta.get("timing", "{}"))).items()}
+        limits = {str(k): float(v) for k, v in parse_json(str(meta.get("timing", "{}"))).items()}
         samples = int(str(meta.get("samples", "3")))
         seed = bytes.fromhex(str(meta["seed"]))
     except (KeyError, ValueError, TypeError, AttributeError) as exc:

@@ -10,7 +10,6 @@ record against a profile (``record.DF01EF06.LXRXM1``). Nothing here touches a ca
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 from healthcard_apdu import model
 from healthcard_apdu.crypto import BlockCipher
+from healthcard_apdu.fileio import parse_toml
 from healthcard_apdu.model import CardData, ModelError
 from healthcard_apdu.perso.errors import Problem, ProfileError
 from healthcard_apdu.security import STANDARD_KEY_SPECS, KeySpec, city_factor_from_region
@@ -366,8 +366,11 @@ def load_profile(source: str | Path) -> Profile:
             [Problem("profile", f"cannot read ({exc.strerror}); built-in profiles: {known}")],
         ) from None
     try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        document = parse_toml(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProfileError(text_source, [Problem("profile", f"not UTF-8 (byte {exc.start})")]
+                           ) from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError, nesting too deep, lone surrogates
         raise ProfileError(text_source, [Problem("profile", f"not valid TOML: {exc}")]) from None
     return parse_profile(document, str(path))
 
