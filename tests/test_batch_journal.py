@@ -262,3 +262,23 @@ def test_bad_postgres_dsn_names_the_server_without_password() -> None:
         Journal.open("postgresql://user:s3cret@127.0.0.1:1/none?connect_timeout=2")
     assert "s3cret" not in str(info.value)
     assert "127.0.0.1" in str(info.value)
+
+
+def test_purge_keeps_unfinished_work_on_both_backends(journal: Journal) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    _load(journal, "b", _rows(4))
+    done = journal.claim_next("b", "s", "r")
+    assert done is not None
+    done = journal.start_personalizing(done, "CHIP1", "F", station="s", reader="r")
+    journal.finish_issued(done, "p", "k")
+    failed = journal.claim_next("b", "s", "r")
+    assert failed is not None
+    journal.mark_failed(failed, "card refused")
+    assert journal.purge(datetime.now(UTC) - timedelta(days=1)) == {}  # too recent
+    assert journal.purge(datetime.now(UTC) + timedelta(seconds=1), "b") == {"b": 1}
+    by_no = {r.row_no: r for r in journal.rows("b")}
+    assert by_no[1].record is None and by_no[1].chip_serial == "CHIP1"
+    assert by_no[1].state == "issued" and by_no[1].card_number is None
+    assert by_no[2].state == "failed" and by_no[2].record is not None  # may be retried
+    assert by_no[3].state == "queued" and by_no[3].resident  # still to issue

@@ -1003,6 +1003,49 @@ class Journal:
                             state_to="queued", chip_serial=chip_serial, detail=reason)
         return row
 
+    def purge(self, before: datetime, batch: str | None = None) -> dict[str, int]:
+        """Drop the personal data of finished rows (docs/batch.md "Personal data").
+
+        Issued rows finished before ``before`` and invalid rows of batches loaded before it
+        lose their resident record, card number, ID number, validation issues and reason, and
+        their events lose their detail. What audit needs stays: batch, row number, state
+        (outcome), chip serial and card factor, station, reader, times, attempts, versions.
+        Queued, in-flight, failed and needs-erase rows are kept whole (work not done). One
+        ``purged`` event per batch records the cut-off. SQLite overwrites the dropped bytes
+        (``secure_delete``) and truncates its WAL afterwards. Returns rows purged per batch.
+        """
+        cutoff = before.astimezone(UTC).isoformat(timespec="microseconds")
+        personal = ("record IS NOT NULL OR card_number IS NOT NULL OR id_number IS NOT NULL "
+                    "OR issues IS NOT NULL OR reason IS NOT NULL")
+        only = " AND batch = ?" if batch is not None else ""
+        extra: tuple[Any, ...] = (batch,) if batch is not None else ()
+        purged: dict[str, int] = {}
+        if self.backend == "sqlite":
+            self._conn().execute("PRAGMA secure_delete = ON")
+        with self._tx() as cur:
+            cur.execute(self._q(
+                f"SELECT id, batch FROM rows WHERE ({personal}) AND ((state = 'issued' AND "
+                "finished_at < ?) OR (state = 'invalid' AND batch IN (SELECT name FROM "
+                f"batches WHERE loaded_at < ?))){only}{self._dialect.lock_rows}"),
+                (cutoff, cutoff, *extra))
+            found = [(int(row_id), str(name)) for row_id, name in cur.fetchall()]
+            for start in range(0, len(found), 500):
+                ids = [row_id for row_id, _ in found[start:start + 500]]
+                marks = ", ".join("?" for _ in ids)
+                cur.execute(self._q(
+                    "UPDATE rows SET record = NULL, card_number = NULL, id_number = NULL, "
+                    f"issues = NULL, reason = NULL WHERE id IN ({marks})"), ids)
+                cur.execute(self._q(f"UPDATE events SET detail = NULL WHERE row_id IN ({marks})"),
+                            ids)
+            for _, name in found:
+                purged[name] = purged.get(name, 0) + 1
+            for name, count in sorted(purged.items()):
+                self._event(cur, name, "purged",
+                            detail=f"personal data of {count} rows finished before {cutoff}")
+        if self.backend == "sqlite" and purged:
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return purged
+
     def unvoid_card(self, chip_serial: str, detail: str) -> None:
         """The void card was erased: forget it."""
         with self._tx() as cur:
