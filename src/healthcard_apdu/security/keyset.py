@@ -386,14 +386,17 @@ def _read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("format") != FILE_FORMAT:
         raise KeyFileError(f"key file {source}: format is not {FILE_FORMAT!r}")
     if document.get("version") != FILE_VERSION:
-        raise KeyFileError(f"key file {source}: version {document.get('version')!r} unsupported")
+        raise KeyFileError(
+            f"key file {source}: version {str(document.get('version'))[:20]!r} unsupported")
     missing = [name for name in (*_HEADER_FIELDS, "ciphertext") if name not in document]
     if missing:
         raise KeyFileError(f"key file {source}: missing {', '.join(missing)}")
-    if document["algorithm"] not in {c.value for c in BlockCipher}:
-        raise KeyFileError(f"key file {source}: unknown algorithm {document['algorithm']!r}")
-    if not isinstance(document["kcv"], dict):
-        raise KeyFileError(f"key file {source}: kcv must be an object")
+    algorithm = document["algorithm"]
+    if not isinstance(algorithm, str) or algorithm not in {c.value for c in BlockCipher}:
+        raise KeyFileError(f"key file {source}: unknown algorithm {str(algorithm)[:20]!r}")
+    kcv = document["kcv"]
+    if not isinstance(kcv, dict) or not all(isinstance(v, str) for v in kcv.values()):
+        raise KeyFileError(f"key file {source}: kcv must be an object of role -> hex")
     return document
 
 
