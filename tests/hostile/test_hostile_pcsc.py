@@ -19,7 +19,7 @@ from healthcard_apdu.sim.image import decode_image
 from healthcard_apdu.transport.base import TransportError
 from healthcard_apdu.transport.pcsc import PcscTransport
 from hostile_support import budget, count
-from test_hostile_apdu import ISSUED, _key_values, _lock_counters, _STEPS
+from test_hostile_apdu import _STEPS, ISSUED, _key_values, _lock_counters
 
 pytestmark = pytest.mark.pcsc
 
