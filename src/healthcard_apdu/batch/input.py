@@ -281,5 +281,5 @@ def _check_header(info: FileInfo, columns: list[str]) -> None:
         if not name:
             raise InputError(str(info.path), 1, f"header column {index} has no name")
         if name in seen:
-            raise InputError(str(info.path), 1, f"header column {name!r} appears twice")
+            raise InputError(str(info.path), 1, f"header column {name[:40]!r} appears twice")
         seen.add(name)
