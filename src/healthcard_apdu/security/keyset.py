@@ -387,7 +387,7 @@ def _read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise KeyFileError(f"key file {source}: format is not {FILE_FORMAT!r}")
     if document.get("version") != FILE_VERSION:
         raise KeyFileError(
-            f"key file {source}: version {str(document.get('version'))[:20]!r} unsupported")
+            f"key file {source}: version {repr(document.get('version'))[:20]} unsupported")
     missing = [name for name in (*_HEADER_FIELDS, "ciphertext") if name not in document]
     if missing:
         raise KeyFileError(f"key file {source}: missing {', '.join(missing)}")
