@@ -140,3 +140,16 @@ def journal_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         yield dsn
     finally:
         drop_pg_database(server, name)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The hostile probes (tests/hostile) report how many hypothesis examples they ran
+    (issue 11: at least 10,000 in CI; bench/hostile_long.py reads this line)."""
+    import sys
+
+    support = sys.modules.get("hostile_support")
+    examples = getattr(support, "EXAMPLES", None)
+    if examples:
+        terminalreporter.write_line(
+            f"hostile probes: {sum(examples.values())} hypothesis examples in "
+            f"{len(examples)} tests (scale {support.SCALE:g})")  # type: ignore[union-attr]

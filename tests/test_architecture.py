@@ -10,10 +10,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "healthcard_apdu"
 
 HOST_FEATURES = {"card", "perso", "batch", "conformance"}
-# package -> the project packages it may import (besides itself)
+#: Top-level modules below every layer (layer 0): any package may import them, they import
+#: nothing of the project.
+LEAVES = {"fileio"}
+# package -> the project packages it may import (besides itself and the leaves)
 ALLOWED: dict[str, set[str]] = {
     "apdu": set(),
-    "crypto": set(),
+    "crypto": {"apdu"},  # apdu.errors only: CryptoError is a HealthCardError
     "transport": {"apdu"},
     "security": {"apdu", "crypto", "transport"},
     "model": {"apdu"},
@@ -55,8 +58,26 @@ def test_module_imports_only_lower_layers(layer: str, path: Path) -> None:
     if layer not in ALLOWED:  # cli and app are the composition root: they may import anything
         assert layer in {"cli", "app"}, f"{layer} is not a known layer"
         return
-    wrong = _imports(path) - ALLOWED[layer] - {layer}
+    wrong = _imports(path) - ALLOWED[layer] - {layer} - LEAVES
     assert not wrong, f"{path.relative_to(PACKAGE)} ({layer}) imports {sorted(wrong)}"
+
+
+@pytest.mark.parametrize("leaf", sorted(LEAVES))
+def test_leaf_modules_import_nothing_of_the_project(leaf: str) -> None:
+    path = PACKAGE / f"{leaf}.py"
+    assert path.is_file(), f"leaf module {leaf} is missing"
+    assert _imports(path) == set(), f"{leaf}.py must stay at the bottom: {_imports(path)}"
+
+
+def test_crypto_takes_only_the_error_base_from_apdu() -> None:
+    for path in sorted((PACKAGE / "crypto").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "healthcard_apdu.apdu"
+            ):
+                assert node.module == "healthcard_apdu.apdu.errors", path
+                assert [a.name for a in node.names] == ["HealthCardError"], path
 
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:

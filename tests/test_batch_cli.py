@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from batch_support import (
@@ -107,6 +108,43 @@ def test_changed_file_is_refused_for_the_same_batch(tmp_path: Path) -> None:
                                         "--no-progress"])
     assert second.exit_code == 2
     assert "different contents" in second.output
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "ascii"])
+def test_a_wrong_encoding_is_an_input_error_before_the_journal(tmp_path: Path,
+                                                              encoding: str) -> None:
+    rows = [valid_row(i) | {"XM": "王五丽"} for i in range(3)]  # UTF-8, and not GBK
+    path = write_csv(tmp_path / "people.csv", rows)
+    result = CliRunner().invoke(batch, ["run", str(path), "--sim", "1", *ISSUER,
+                                        "--no-progress", "--encoding", encoding])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: ") and f"row 2: not valid {encoding}: byte 0x" in line
+    with Journal.open(tmp_path / "people.journal.sqlite") as journal:
+        assert journal.batches() == []  # nothing registered: no "loading incomplete" batch
+    fixed = CliRunner().invoke(batch, ["run", str(path), "--sim", "1", *ISSUER,
+                                       "--no-progress"])
+    assert fixed.exit_code == 0, fixed.output
+
+
+def test_a_load_that_failed_half_way_can_be_run_again_after_the_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows 2-5 load (chunks of 2), row 6 breaks the CSV reader: exit 2. The fixed file
+    then runs under the same batch name (the failed load does not pin the contents)."""
+    monkeypatch.setattr("healthcard_apdu.batch.runner.LOAD_CHUNK", 2)
+    rows = [valid_row(i) for i in range(6)]
+    rows[4]["XM"] = "x" * 200_000  # beyond the csv module's field limit
+    path = write_csv(tmp_path / "people.csv", rows)
+    broken = CliRunner().invoke(batch, ["run", str(path), "--sim", "1", *ISSUER,
+                                        "--no-progress"])
+    assert broken.exit_code == 2, broken.output
+    assert "row 6: not valid CSV" in broken.output and len(broken.output) < 300
+    write_csv(path, [valid_row(i) for i in range(6)])
+    fixed = CliRunner().invoke(batch, ["run", str(path), "--sim", "1", *ISSUER,
+                                       "--no-progress", "--json"])
+    assert fixed.exit_code == 0, fixed.output
+    assert json.loads(fixed.output)["counts"]["issued"] == 6
 
 
 def test_void_and_recover_commands(tmp_path: Path) -> None:

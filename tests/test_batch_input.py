@@ -69,6 +69,71 @@ def test_neither_utf8_nor_gbk_names_the_line(tmp_path: Path) -> None:
     assert "--encoding" in str(info.value)
 
 
+def test_a_file_mixing_utf8_and_gbk_lines_is_refused(tmp_path: Path) -> None:
+    """4 UTF-8 rows and one GBK row are valid GBK as a whole: decoded so, 居民0 became
+    灞呮皯0 on the cards. Refused before anything is read, naming both rows."""
+    utf8 = "".join(f"居民{i},1,X\n" for i in range(4)).encode()
+    data = HEADER.encode() + utf8 + "居民4,2,X\n".encode("gbk")
+    data.decode("gbk")  # the trap: the whole file is valid GBK
+    with pytest.raises(InputError) as info:
+        scan_file(_write(tmp_path / "r.csv", data))
+    assert info.value.row == 6
+    assert "mixes encodings: row 2 is UTF-8" in str(info.value)
+    assert f"file offset {len(HEADER) + len(utf8)})" in str(info.value)
+    assert "byte 0x{:02X} at byte 0 of the row".format("居".encode("gbk")[0]) in str(info.value)
+
+
+def test_a_gbk_row_that_happens_to_be_ascii_is_no_mix(tmp_path: Path) -> None:
+    data = (HEADER + "Li Si,1,X\n欧阳娜娜,2,X\n").encode("gbk")
+    assert scan_file(_write(tmp_path / "r.csv", data)).encoding == "gbk"
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "ascii"])
+def test_a_forced_encoding_still_refuses_bytes_invalid_in_it(tmp_path: Path,
+                                                               encoding: str) -> None:
+    """``--encoding gbk`` / ``ascii`` on a UTF-8 file: an input error with row and byte
+    position, found by the scan (before the journal is touched), not a UnicodeDecodeError."""
+    data = (HEADER + "Zhang,1,X\n" + "王五丽,2,X\n").encode()
+    with pytest.raises(InputError) as info:
+        scan_file(_write(tmp_path / "r.csv", data), encoding=encoding)
+    assert info.value.row == 3
+    assert f"not valid {encoding}: byte 0x" in str(info.value)
+    assert "of the row (file offset" in str(info.value)
+
+
+def test_a_forced_encoding_is_used_for_a_mixed_file(tmp_path: Path) -> None:
+    data = HEADER.encode() + "居民0,1,X\n".encode() + "居民4,2,X\n".encode("gbk")
+    info = scan_file(_write(tmp_path / "r.csv", data), encoding="gbk")
+    assert info.encoding == "gbk"  # the operator's explicit choice
+
+
+def test_a_file_changed_after_the_scan_is_an_input_error(tmp_path: Path) -> None:
+    path = _write(tmp_path / "r.csv", (HEADER + "a,1,X\n").encode())
+    info = scan_file(path)
+    path.write_bytes((HEADER + "a,1,X\n").encode() + b"\xff\xfe,1,X\n")
+    with pytest.raises(InputError, match="changed after it was scanned"):
+        list(read_residents(info))
+
+
+def test_a_non_text_codec_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown encoding"):
+        scan_file(_write(tmp_path / "r.csv", b"XM\n"), encoding="base64")
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"XM": ' + "1" * 5000 + "}", "more digits than can be converted"),
+    ('{"XM": "\\ud800"}', "lone surrogate"),
+    ("[" * 100_000, "nested too deeply"),
+])
+def test_jsonl_rows_that_json_cannot_use_are_row_problems(tmp_path: Path, line: str,
+                                                          message: str) -> None:
+    path = _write(tmp_path / "r.jsonl", (line + "\n" + '{"XM": "ok"}\n').encode())
+    bad, good = read_residents(scan_file(path))
+    assert bad.row == 1 and bad.problem is not None and message in bad.problem
+    assert bad.problem.isascii()  # nothing of the bad value (no surrogate) is echoed
+    assert good.values == {"XM": "ok"}
+
+
 def test_english_header_quoted_multiline_and_field_count(tmp_path: Path) -> None:
     text = ('name,sex,resident_id_number\n"Wang\nWu",1,X\n'
             "only,two\n"

@@ -57,6 +57,33 @@ def test_migrations_are_recorded_and_idempotent(journal: Journal) -> None:
 def test_batch_fingerprint_must_match(journal: Journal) -> None:
     journal.ensure_batch("b", "b.csv", "a" * 64, "utf-8", "csv")
     journal.ensure_batch("b", "b.csv", "a" * 64, "utf-8", "csv")
+    journal.load_rows("b", _rows(2))
+    journal.finish_load("b", 2)
+    with pytest.raises(JournalError, match="different contents"):
+        journal.ensure_batch("b", "b.csv", "b" * 64, "utf-8", "csv")
+
+
+def test_a_failed_load_is_registered_again_from_the_fixed_file(journal: Journal) -> None:
+    """Registration commits before the rows load: a load that failed half way (bad input)
+    must not pin the batch to the broken file's contents."""
+    journal.ensure_batch("b", "b.csv", "a" * 64, "utf-8", "csv")
+    journal.load_rows("b", _rows(3))  # ... then the file turned out broken at row 4
+    info = journal.ensure_batch("b", "b.csv", "b" * 64, "gbk", "csv")
+    assert (info.fingerprint, info.encoding, info.loaded_at) == ("b" * 64, "gbk", None)
+    assert journal.last_loaded_row("b") == 0  # the old rows are gone, the load starts over
+    assert [e["kind"] for e in journal.events("b")] == ["batch-created", "batch-reloaded"]
+    with pytest.raises(JournalError, match="registered again"):  # a loader of the old file
+        journal.load_rows("b", _rows(2, start=4), fingerprint="a" * 64)
+    journal.load_rows("b", _rows(5), fingerprint="b" * 64)
+    assert sum(journal.counts("b").values()) == 5
+
+
+def test_a_batch_with_a_claimed_row_keeps_its_contents(journal: Journal) -> None:
+    journal.ensure_batch("b", "b.csv", "a" * 64, "utf-8", "csv")
+    journal.load_rows("b", _rows(3))
+    row = journal.claim_next("b", "s", "r")
+    assert row is not None
+    journal.release_claim(row, "card unusable")  # queued again, but it was claimed once
     with pytest.raises(JournalError, match="different contents"):
         journal.ensure_batch("b", "b.csv", "b" * 64, "utf-8", "csv")
 
@@ -235,3 +262,23 @@ def test_bad_postgres_dsn_names_the_server_without_password() -> None:
         Journal.open("postgresql://user:s3cret@127.0.0.1:1/none?connect_timeout=2")
     assert "s3cret" not in str(info.value)
     assert "127.0.0.1" in str(info.value)
+
+
+def test_purge_keeps_unfinished_work_on_both_backends(journal: Journal) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    _load(journal, "b", _rows(4))
+    done = journal.claim_next("b", "s", "r")
+    assert done is not None
+    done = journal.start_personalizing(done, "CHIP1", "F", station="s", reader="r")
+    journal.finish_issued(done, "p", "k")
+    failed = journal.claim_next("b", "s", "r")
+    assert failed is not None
+    journal.mark_failed(failed, "card refused")
+    assert journal.purge(datetime.now(UTC) - timedelta(days=1)) == {}  # too recent
+    assert journal.purge(datetime.now(UTC) + timedelta(seconds=1), "b") == {"b": 1}
+    by_no = {r.row_no: r for r in journal.rows("b")}
+    assert by_no[1].record is None and by_no[1].chip_serial == "CHIP1"
+    assert by_no[1].state == "issued" and by_no[1].card_number is None
+    assert by_no[2].state == "failed" and by_no[2].record is not None  # may be retried
+    assert by_no[3].state == "queued" and by_no[3].resident  # still to issue

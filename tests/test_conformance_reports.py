@@ -238,3 +238,10 @@ def test_html_renders_in_chromium_with_failures_visible(
     width, height, colours = _png_pixels(shot.read_bytes())
     assert (width, height) == (1000, 1400)
     assert FAIL_BORDER in colours  # the failed cases are drawn in the first screen
+
+
+def test_reports_and_the_trace_are_created_0600(failing_run: tuple[SuiteRun, Path]) -> None:
+    """They quote APDUs with the card's personal data (issue 11)."""
+    _, out = failing_run
+    for name in ("report.json", "junit.xml", "report.html", "trace.jsonl"):
+        assert (out / name).stat().st_mode & 0o777 == 0o600, name

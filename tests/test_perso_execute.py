@@ -145,7 +145,9 @@ def test_erase_on_a_blank_card_is_skipped() -> None:
         result = personalize(tap, NATIONAL, model.sample_resident(), software(), erase=True)
     assert not result.erased
     assert tap.count("800E") == 0 and tap.count("0082") == 1 + 4
-    assert result.steps == result.plan_apdus + 2
+    # challenge, MK_MF (6A88), then the check for a torn issuance: SELECT MF, WRITE KEY of
+    # the MF master key (6A82: no MF key file, nothing written), SELECT DDF1 (not there)
+    assert result.steps == result.plan_apdus + 5
 
 
 def test_wrong_keys_are_found_before_the_master_key_spends_a_try() -> None:
@@ -250,15 +252,21 @@ def test_card_image_survives_on_disk(tmp_path: Path) -> None:
         assert verify_card(link, NATIONAL, model.sample_resident(), software()).ok
 
 
-def test_issuance_torn_before_the_master_key_cannot_be_erased() -> None:
+def test_issuance_torn_before_the_master_key_is_recovered_by_erase() -> None:
+    """Before: "this card cannot be erased" from ``personalize --erase``, while the batch
+    issuer recovered the same image. Now one recovery path: the MF master key is written,
+    then the MF is erased with it, and the card is issued and verifies."""
     card = blank_card()
     with InProcessTransport(card) as link:
         card.faults.remove_at = card.apdu_count + 3  # pulled before WRITE KEY MK_MF
         with pytest.raises(StepFailed, match="WRITE KEY MK_MF"):
             personalize(link, NATIONAL, model.sample_resident(), software())
         card.insert()
-        with pytest.raises(CardNotBlank, match="cannot be erased"):
-            personalize(link, NATIONAL, model.sample_resident(), software(), erase=True)
+        tap = TapTransport(link)
+        result = personalize(tap, NATIONAL, model.sample_resident(), software(), erase=True)
+        assert result.erased
+        assert tap.count("800E") == 1  # erased with the master key it just received
+        assert verify_card(link, NATIONAL, model.sample_resident(), software()).ok
 
 
 def test_clinical_records_are_signed_and_verify_on_read() -> None:

@@ -61,8 +61,14 @@ def test_verify_passes_and_names_its_checks() -> None:
     assert "DDF1/EF05: write" in probe_names
     assert report.apdus == len(tap.commands)
     # never the same EXTERNAL AUTHENTICATE twice in a row: no retries
-    auths = [c for c in tap.commands if c[:2] == b"\x00\x82"]
+    auths = [c for c in tap.commands if c[:2] == b"\x00\x82" and len(c) > 4]
     assert len(auths) == sum(1 for k in report.keys if "external" in k.how)
+    # the keys it skips are not invisible: their try counters, read without a try
+    queries = [c for c in tap.commands if c[:2] == b"\x00\x82" and len(c) == 4]
+    assert len(queries) == len(skipped)
+    assert {k.role: k.tries_left for k in report.keys if k.result == "skipped"} == dict.fromkeys(
+        skipped, 3)
+    assert all(line.endswith("3 tries left") for line in report.not_exercised())
     json.dumps(report.to_json())
 
 
@@ -196,3 +202,58 @@ def test_verify_with_other_keys_reports_every_key() -> None:
                                                     k.tries_left == 2) for k in external)
     internal = next(k for k in report.keys if k.role == "IRK_DDF1")
     assert internal.result == "refused" and "differs" in internal.detail
+
+
+# --- issue 11: hostile answers and blocked keys ----------------------------------------------
+
+
+class _LongBinaryReads(TapTransport):
+    """Answers every READ BINARY with one byte more than the card sent (a hostile card)."""
+
+    def transmit(self, apdu: bytes) -> bytes:
+        response = super().transmit(apdu)
+        if apdu[1] == 0xB0 and response[-2:] == b"\x90\x00":
+            return response[:-2] + b"\x00" + response[-2:]
+        return response
+
+
+def test_a_binary_read_with_extra_bytes_is_a_difference_not_a_crash() -> None:
+    """Before: StopIteration from ``next()`` without a default, a traceback from verify."""
+    with InProcessTransport(issued_card()) as link:
+        report = verify_card(_LongBinaryReads(link), NATIONAL, model.sample_resident(),
+                             software())
+    assert not report.ok
+    assert any("returned" in str(d) and "bytes" in str(d) for d in report.differences)
+
+
+def test_a_blocked_lock_key_fails_verify() -> None:
+    """The hostile probe blocked LK_DF01 / LK_DF02 and verify still said OK: a blocked key
+    that verify does not exercise is now reported (and fails the check)."""
+    card = issued_card()
+    keyfile = _df(card, 0xDDF1, 0xDF01).keyfile
+    assert keyfile is not None
+    lock = next(k for k in keyfile.keys if k.base == 0x36 and k.kid == 0x03)
+    lock.b4 &= 0xF0  # no tries left
+    with InProcessTransport(card) as link:
+        report = verify_card(link, NATIONAL, model.sample_resident(), software())
+    assert not report.ok and not report.keys_ok
+    (check,) = [k for k in report.keys if k.role == "LK_DF01"]
+    assert check.result == "blocked" and check.tries_left == 0
+    assert any(line.startswith("key LK_DF01") and "blocked" in line
+               for line in report.problems())
+
+
+def test_a_card_without_the_retry_query_still_verifies() -> None:
+    """A card that refuses EXTERNAL AUTHENTICATE without data (as FMCOS may, 6700): the keys
+    verify skips are reported with unknown try counters, and verify still passes."""
+
+    class NoQuery(TapTransport):
+        def transmit(self, apdu: bytes) -> bytes:
+            if apdu[:2] == b"\x00\x82" and len(apdu) == 4:
+                return b"\x67\x00"
+            return super().transmit(apdu)
+
+    with InProcessTransport(issued_card()) as link:
+        report = verify_card(NoQuery(link), NATIONAL, model.sample_resident(), software())
+    assert report.ok
+    assert all(line.endswith("tries unknown") for line in report.not_exercised())

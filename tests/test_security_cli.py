@@ -68,7 +68,7 @@ def test_generate_prompts_for_passphrase_twice(tmp_path: Path) -> None:
         ["generate", str(path), "--role", "MK_MF", "--no-sm2"],
         input="typed-pass\ntyped-pass\n",
     )
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 0, (result.stderr, result.exception)
     assert "typed-pass" not in result.stdout
     assert KeySet.load(path, "typed-pass").sm2_private is None
 

@@ -403,3 +403,79 @@ def test_3des_card_authenticates_and_takes_sm_updates() -> None:
     assert ch.auth("UK1_DDF1") == 0x9000
     ch.select_ef(0xEF08)
     assert ch.sm(bytes.fromhex("04DC0104"), bytes.fromhex("07042030FFFF"), "STK_DDF1") == 0x9000
+
+
+# --- issue 11: no free MAC oracle, no anonymous exhaustion of LK / BK ------------------------
+
+LK_QUERY = "00823603"  # EXTERNAL AUTHENTICATE without data: retry counter of 36/03
+
+
+def test_a_wrong_write_key_mac_counts_against_the_master_key() -> None:
+    """Before: 50 wrong MACs on 84 D4 and still 3 tries, an unlimited online MAC oracle."""
+    ch = fmcos_card(*(["4C45BAB9"] * 5))
+    ch(write_key_plain(0x00, 0x39, 0xF0, 0xF0, 0xAA, 0x33, b"\xff" * 8))
+    assert ch("80E8000000")[1] == 0x9000
+    wrong = "84D4010214 7C87BC23140021B3AFEA67E6359DDCFE D7C943F7"
+    for left in (2, 1, 0):
+        ch("0084000004")
+        assert ch(wrong)[1] == 0x9302
+        assert ch("00820000")[1] == (0x63C0 | left if left else 0x6983)
+    ch("0084000004")
+    right = "84D4010214 7C87BC23140021B3AFEA67E6359DDCFE D7C943F6"
+    assert ch(right)[1] == 0x6983  # the master key is blocked: nothing is written any more
+
+
+def test_a_right_write_key_mac_restores_the_master_key_counter() -> None:
+    ch = fmcos_card(*(["4C45BAB9"] * 2))
+    ch(write_key_plain(0x00, 0x39, 0xF0, 0xF0, 0xAA, 0x33, b"\xff" * 8))
+    ch("0084000004")
+    assert ch("84D4010214 7C87BC23140021B3AFEA67E6359DDCFE D7C943F7")[1] == 0x9302
+    assert ch("00820000")[1] == 0x63C2
+    ch("0084000004")
+    assert ch("84D4010214 7C87BC23140021B3AFEA67E6359DDCFE D7C943F6")[1] == 0x9000
+    assert ch("00820000")[1] == 0x63C3
+
+
+def test_wrong_block_macs_cost_lk_and_bk_nothing() -> None:
+    """Both fuzz runs of the hostile probe left LK_DF01 and LK_DF02 blocked: anyone could make
+    a card impossible to block. A refused BLOCK now spends no try (docs/cos.md §8)."""
+    ch = issued()
+    ch.select_path("DDF1", "DF01")
+    for _ in range(50):
+        assert _lock(ch, "841E0000", "LK_DF02") == 0x9302
+        assert _lock(ch, "84160000", "LK_DF01") == 0x9302  # CARD BLOCK: not BK_MF's MAC
+    assert ch(LK_QUERY)[1] == 0x63C3
+    assert ch.auth("RK1_DF01") == 0x9000  # not blocked
+    ch.select_path("MF")
+    assert ch(LK_QUERY)[1] == 0x63C3  # BK_MF
+    ch.select_path("DDF1", "DF01")
+    assert _lock(ch, "841E0000", "LK_DF01") == 0x9000  # the issuer can still block it
+
+
+def test_unblock_needs_a_blocked_application_and_counts_wrong_macs() -> None:
+    ch = issued()
+    ch.select_path("DDF1", "DF01")
+    assert _lock(ch, "84180000", "LK_DF02") == 0x6985  # nothing to unblock: no MAC checked
+    assert ch(LK_QUERY)[1] == 0x63C3
+    assert _lock(ch, "841E0000", "LK_DF01") == 0x9000
+    assert ch(LK_QUERY)[1] == 0x6A81  # a blocked application answers only SELECT, GET
+    assert _lock(ch, "84180000", "LK_DF02") == 0x9302  # CHALLENGE and UNBLOCK
+    assert _lock(ch, "84180000", "LK_DF01") == 0x9000  # the right MAC restores the counter
+    assert ch(LK_QUERY)[1] == 0x63C3
+    assert _lock(ch, "841E0000", "LK_DF01") == 0x9000
+    for _ in range(3):  # a forged unblock is worth counting: three, and LK is blocked
+        assert _lock(ch, "84180000", "LK_DF02") == 0x9302
+    assert _lock(ch, "84180000", "LK_DF01") == 0x6983  # ... and the application stays blocked
+
+
+def test_the_retry_counter_query_spends_nothing_and_needs_no_authentication() -> None:
+    ch = issued()
+    ch.select_path("DDF1", "DF01")
+    ch.challenge()
+    assert ch("0082008411 0000000000000000 1122334455667788 01")[1] == 0x63CE  # RK1: FF
+    for _ in range(5):
+        assert ch("00820004")[1] == 0x63CE  # P1 00: the type-39 key KID 04 (RK1)
+    assert ch("00820204")[1] == 0x6A86  # P1 02 is not a counted key type
+    assert ch("00823609")[1] == 0x6A88  # no such key
+    assert ch.auth("RK1_DF01") == 0x9000
+    assert ch("00820004")[1] == 0x63CF

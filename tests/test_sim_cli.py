@@ -83,6 +83,21 @@ def test_new_sam_completes_a_key_file(tmp_path: Path) -> None:
     assert sam.state.sm2_private == private
     assert sm2_decode_public(sam.state.files["EF1C"][11:76]) == sm2_public_key(private)
     assert {k["role"] for k in written["keys"]} == {k["role"] for k in spec["keys"]}
+    # master keys, the SM2 key and the PIN in clear: owner only, written atomically
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.json", "sam.json"]
+
+
+def test_new_card_image_is_0600_and_new_sam_refuses_a_bad_key_file(tmp_path: Path) -> None:
+    image = tmp_path / "card.json"
+    made = CliRunner().invoke(sim, ["new-card", str(image), "--serial", "0011223344556677"])
+    assert made.exit_code == 0, made.output
+    assert image.stat().st_mode & 0o777 == 0o600
+    bad = tmp_path / "keys.json"
+    bad.write_text("[" * 100_000)
+    refused = CliRunner().invoke(sim, ["new-sam", str(bad), str(tmp_path / "sam.json")])
+    assert refused.exit_code == 1 and "nested too deeply" in refused.output
+    assert not (tmp_path / "sam.json").exists()
 
 
 class FakeVpcd:

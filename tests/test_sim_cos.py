@@ -429,7 +429,8 @@ def test_sim_imports_only_apdu_crypto_and_the_stdlib() -> None:
 
     import healthcard_apdu.sim as sim_package
 
-    allowed = ("healthcard_apdu.apdu", "healthcard_apdu.crypto", "healthcard_apdu.sim")
+    allowed = ("healthcard_apdu.apdu", "healthcard_apdu.crypto", "healthcard_apdu.sim",
+               "healthcard_apdu.fileio")  # fileio: the leaf below every layer
     for path in Path(sim_package.__file__).parent.glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

@@ -106,14 +106,16 @@ def test_image_errors(tmp_path: Path) -> None:
 
 def test_malformed_image_parts_raise_image_error() -> None:
     head = '{"format": "healthcard-sim-card/1", "serial": "0011223344556677"'
-    mf = ('"mf": {"kind": "df", "fid": "3F00", "name": "", "size": 1, "create": 1, "erase": 1,'
-          ' "app_fid": 1, "reserved": "", "blocked": 0, "children": [5]}')
+    mf = ('"mf": {"kind": "df", "fid": "3F00", "name": "FF", "size": 1, "create": 1, "erase": 1,'
+          ' "app_fid": 1, "reserved": "FFFF", "blocked": 0, "children": [5]}')
     with pytest.raises(ImageError, match="missing field 'mf'"):
         decode_image((head + "}").encode())
-    with pytest.raises(ImageError, match="malformed image"):
+    with pytest.raises(ImageError, match="3F00: must be a JSON object"):
         decode_image((head + ", " + mf + "}").encode())
-    with pytest.raises(ImageError, match="malformed image"):
+    with pytest.raises(ImageError, match="'capacity' is not a number"):
         decode_image((head + ', "capacity": "big", ' + mf.replace("[5]", "[]") + "}").encode())
+    with pytest.raises(ImageError, match="'name' is 0 bytes"):
+        decode_image((head + ", " + mf.replace('"FF"', '""') + "}").encode())
 
 
 def test_failed_eeprom_write_answers_6581_and_changes_nothing(tmp_path: Path) -> None:

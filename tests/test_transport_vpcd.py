@@ -185,3 +185,43 @@ def test_stop_while_vpcd_is_unreachable() -> None:
 def test_quickack_can_be_turned_off() -> None:
     assert not VpcdLink(TinyCard(), quickack=False).quickack
     assert VpcdLink(TinyCard()).quickack == hasattr(socket, "TCP_QUICKACK")
+
+
+# --- 1-byte messages: control where the protocol puts it, every APDU answered (issue 11) ----
+
+
+def test_a_one_byte_apdu_is_answered_not_taken_for_control(vpcd: FakeVpcd) -> None:
+    """Before: any 1-byte payload was a control message; ``80`` got no answer and vpcd (which
+    waits for one, holding the slot's lock) hung the reader for good."""
+    card = TinyCard()
+    link = _link(card, vpcd)
+    try:
+        vpcd.accept()
+        vpcd.control(0x01)
+        for byte in (0x80, 0x03, 0xFF, 0x05):
+            assert vpcd.ask(bytes((byte,))) == b"\x67\x00"
+        assert card.received[-1] == b"\x05" and card.powered
+    finally:
+        link.stop()
+
+
+@pytest.mark.parametrize("byte", [0x00, 0x01, 0x02])
+def test_a_control_byte_not_followed_by_a_message_was_an_apdu(vpcd: FakeVpcd,
+                                                              byte: int) -> None:
+    """``00``/``01``/``02`` are power control only when vpcd goes on talking (it always polls
+    the ATR right after); silence means it waits for an answer: ``6700``, power untouched."""
+    card = TinyCard()
+    link = VpcdLink(card, port=vpcd.port, retry_interval=0.02, control_wait=0.3).start()
+    try:
+        vpcd.accept()
+        vpcd.control(0x01)
+        assert vpcd.ask(b"\x04") == T1_ATR
+        started = time.monotonic()
+        assert vpcd.ask(bytes((byte,))) == b"\x67\x00"
+        assert 0.25 < time.monotonic() - started < 3.0
+        assert card.powered  # a 1-byte "power off" APDU did not power the card off
+        vpcd.control(byte)  # the real control message, followed by the ATR poll
+        assert vpcd.ask(b"\x04") == T1_ATR
+        assert card.powered is (byte != 0x00)
+    finally:
+        link.stop()

@@ -28,7 +28,6 @@ It lives in ``app`` (the composition root) because it opens the simulator too.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,8 +39,9 @@ from healthcard_apdu.card.errors import ConnectOptionsError
 from healthcard_apdu.card.healthcard import HealthCard
 from healthcard_apdu.card.sam import Sam
 from healthcard_apdu.crypto import BlockCipher
+from healthcard_apdu.fileio import parse_json
 from healthcard_apdu.security import SecurityModule, SoftwareSecurityModule
-from healthcard_apdu.security.errors import KeyFileError
+from healthcard_apdu.security.errors import KeyFileError, SecurityModuleError
 from healthcard_apdu.transport.base import Transport
 from healthcard_apdu.transport.channel import Channel
 from healthcard_apdu.transport.inprocess import InProcessTransport
@@ -60,6 +60,7 @@ __all__ = [
     "CardOptions",
     "OptionNames",
     "Secret",
+    "SecretUnavailable",
     "SecurityConnection",
     "SecurityOptions",
     "check_card_options",
@@ -100,12 +101,18 @@ def _resolve(secret: Secret) -> str | None:
     return secret() if callable(secret) else secret
 
 
+class SecretUnavailable(SecurityModuleError):
+    """A passphrase or PIN is needed, its variable is empty or unset, and there is nobody to
+    ask (standard input is not a terminal and holds no line)."""
+
+
 def env_secret(
     variable: str, prompt: str, ask: Callable[[str], str] | None = None
 ) -> Callable[[], str]:
     """A secret read from the environment variable ``variable`` when it is needed; when the
     variable is unset or empty, ``ask(prompt)`` (e.g. a hidden prompt) gives it, or, without
-    ``ask``, :class:`ConnectOptionsError` names the variable."""
+    ``ask``, :class:`ConnectOptionsError` names the variable. An ``ask`` that raises
+    :class:`SecretUnavailable` gets the variable named in the message."""
 
     def secret() -> str:
         value = os.environ.get(variable)
@@ -113,7 +120,10 @@ def env_secret(
             return value
         if ask is None:
             raise ConnectOptionsError(f"{prompt}: set the environment variable {variable}")
-        return ask(prompt)
+        try:
+            return ask(prompt)
+        except SecretUnavailable as exc:
+            raise SecretUnavailable(f"{exc}; set the environment variable {variable}") from None
 
     return secret
 
@@ -276,11 +286,11 @@ def _software(path: Path, passphrase: Secret, plain_keys: bool) -> SecurityModul
 
     if plain_keys:
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise KeyFileError(
-                f"{path}: not a readable JSON key file ({exc.__class__.__name__})"
-            ) from None
+            document = parse_json(path.read_bytes())
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot read ({exc.strerror})") from None
+        except ValueError as exc:
+            raise KeyFileError(f"{path}: not a readable JSON key file ({exc})") from None
         if not isinstance(document, dict):
             raise KeyFileError(f"{path}: expected a JSON object")
         if document.get("format") != FILE_FORMAT:

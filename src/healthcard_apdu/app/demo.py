@@ -46,9 +46,9 @@ def run_demo(
     mode 0600) into ``workdir``. The readers are free again when this returns.
     """
     from healthcard_apdu.crypto import BlockCipher
+    from healthcard_apdu.fileio import write_file
     from healthcard_apdu.security import KeySet, SoftwareSecurityModule
     from healthcard_apdu.security.export import simulator_sam_document
-    from healthcard_apdu.security.keyset import write_private_file
     from healthcard_apdu.security.psam import PsamSecurityModule
     from healthcard_apdu.sim import SimCard, SimSam
     from healthcard_apdu.sim.vpcd import VpcdLink
@@ -60,7 +60,7 @@ def run_demo(
     chosen = load_profile(profile)
     keyset = KeySet.generate(algorithm=chosen.algorithm)
     sam_path = work / "sam.json"
-    write_private_file(sam_path, json.dumps(simulator_sam_document(keyset), indent=1).encode())
+    write_file(sam_path, json.dumps(simulator_sam_document(keyset), indent=1))
     card_path = work / "card.json"
     card = SimCard.blank(
         secrets.token_bytes(8),

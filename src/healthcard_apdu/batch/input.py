@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from healthcard_apdu.batch.errors import InputError
+from healthcard_apdu.fileio import parse_json
 
 Format = Literal["csv", "jsonl"]
 
@@ -64,75 +65,150 @@ def scan_file(path: str | Path, *, encoding: str | None = None, fmt: Format | No
               ) -> FileInfo:
     """Fingerprint the file and settle its encoding in one streaming pass.
 
-    Without ``encoding``: UTF-8 (with or without BOM) when every byte decodes as UTF-8, else GBK
-    when every byte decodes as GBK, else :class:`InputError` naming the line of the first bad
-    byte. JSON Lines files are always UTF-8 (RFC 8259), so only that is tried for them.
+    A file is read in one encoding from its first byte to its last, or refused before anything
+    is loaded (:class:`InputError` naming the row -- the line -- and the byte):
+
+    * with ``encoding``: every byte must decode in it;
+    * without: UTF-8 (with or without BOM) when every byte decodes as UTF-8; else GBK when every
+      byte decodes as GBK **and** no line holding non-ASCII text is valid UTF-8 on its own (a
+      file that mixes UTF-8 and GBK lines decodes as GBK by accident and would garble every
+      UTF-8 name: refused, naming a UTF-8 row and the first row that is not); else refused.
+      JSON Lines files are always UTF-8 (RFC 8259), so only that is tried for them.
     """
     path = Path(path)
     if encoding is not None:
         try:
-            codecs.lookup(encoding)
+            text_codec = getattr(codecs.lookup(encoding), "_is_text_encoding", True)
         except LookupError:
-            raise InputError(str(path), None, f"unknown encoding {encoding!r}") from None
-    digest = hashlib.sha256()
-    utf8 = codecs.getincrementaldecoder("utf-8")()
-    gbk = codecs.getincrementaldecoder("gbk")()
-    utf8_bad: int | None = None  # line of the first byte that is not UTF-8
-    gbk_bad: int | None = None
-    line = 1
-    size = 0
-    head = b""
+            text_codec = False
+        if not text_codec:  # e.g. "base64" is a codec, but not one of text
+            raise InputError(str(path), None, f"unknown encoding {encoding[:40]!r}")
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise InputError(str(path), None, f"cannot open: {exc.strerror or exc}") from None
     with handle:
-        while chunk := handle.read(_CHUNK):
-            if not head:
-                head = chunk[:64]
-            digest.update(chunk)
-            size += len(chunk)
-            if encoding is None:
-                if utf8_bad is None:
-                    utf8_bad = _feed(utf8, chunk, line)
-                if gbk_bad is None:
-                    gbk_bad = _feed(gbk, chunk, line)
-            line += chunk.count(b"\n")
-        if encoding is None:
-            utf8_bad = utf8_bad if utf8_bad is not None else _feed(utf8, b"", line, final=True)
-            gbk_bad = gbk_bad if gbk_bad is not None else _feed(gbk, b"", line, final=True)
-    file_format = fmt or _guess_format(path, head)
-    if encoding is None:
-        if utf8_bad is None:
-            encoding = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
-        elif file_format == "jsonl":
-            raise InputError(str(path), utf8_bad, "JSON Lines file is not valid UTF-8")
-        elif gbk_bad is None:
-            encoding = "gbk"
-        else:
-            raise InputError(
-                str(path), max(utf8_bad, gbk_bad),
-                "neither UTF-8 nor GBK (give the encoding with --encoding)",
-            )
-    return FileInfo(path, size, digest.hexdigest(), encoding, file_format)
+        scan = _Scan([encoding] if encoding is not None else ["utf-8", "gbk"])
+        while piece := handle.readline(_CHUNK):
+            scan.feed(piece)
+        scan.finish()
+    file_format = fmt or _guess_format(path, scan.head)
+    where = str(path)
+    if encoding is not None:
+        bad = scan.bad[encoding]
+        if bad is not None:
+            raise InputError(where, bad.row, f"not valid {encoding}: {bad}")
+        return FileInfo(path, scan.size, scan.digest.hexdigest(), encoding, file_format)
+    utf8_bad, gbk_bad = scan.bad["utf-8"], scan.bad["gbk"]
+    if utf8_bad is None:
+        chosen = "utf-8-sig" if scan.head.startswith(codecs.BOM_UTF8) else "utf-8"
+    elif file_format == "jsonl":
+        raise InputError(where, utf8_bad.row, f"JSON Lines file is not valid UTF-8: {utf8_bad}")
+    elif gbk_bad is None and scan.utf8_row is not None:
+        raise InputError(
+            where, utf8_bad.row,
+            f"the file mixes encodings: row {scan.utf8_row} is UTF-8 text, this row is not "
+            f"({utf8_bad}); convert the file to one encoding (or force one with --encoding)",
+        )
+    elif gbk_bad is None:
+        chosen = "gbk"
+    else:
+        first = min(utf8_bad, gbk_bad, key=lambda b: b.offset)
+        raise InputError(
+            where, first.row,
+            f"neither UTF-8 (row {utf8_bad.row}: {utf8_bad}) nor GBK (row {gbk_bad.row}: "
+            f"{gbk_bad}); give the encoding with --encoding",
+        )
+    return FileInfo(path, scan.size, scan.digest.hexdigest(), chosen, file_format)
 
 
-def _feed(decoder: codecs.IncrementalDecoder, chunk: bytes, line: int, final: bool = False
-          ) -> int | None:
-    """Decode a chunk; on failure return the line number of the offending byte."""
-    try:
-        decoder.decode(chunk, final)
-    except UnicodeDecodeError as exc:
-        return line + chunk[: exc.start].count(b"\n")
-    return None
+@dataclass(frozen=True, slots=True)
+class _BadByte:
+    """Where a byte sequence first failed to decode."""
+
+    row: int  # line number, 1-based
+    column: int  # byte offset inside the row, 0-based
+    offset: int  # byte offset in the file, 0-based
+    value: int
+
+    def __str__(self) -> str:
+        return f"byte 0x{self.value:02X} at byte {self.column} of the row (file offset " \
+               f"{self.offset})"
+
+
+class _Scan:
+    """One pass over the bytes: digest, size, and per encoding the first byte that does not
+    decode; also the first row with non-ASCII text that is valid UTF-8 by itself."""
+
+    def __init__(self, encodings: list[str]) -> None:
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.head = b""
+        self.row = 1
+        self.row_start = 0
+        self.decoders = {name: codecs.getincrementaldecoder(name)() for name in encodings}
+        self.bad: dict[str, _BadByte | None] = dict.fromkeys(encodings)
+        self.utf8_row: int | None = None
+        self._line = codecs.getincrementaldecoder("utf-8")()
+        self._line_ok = True
+        self._line_ascii = True
+
+    def feed(self, piece: bytes, final: bool = False) -> None:
+        if not self.head:
+            self.head = piece[:64]
+        start = self.size
+        self.digest.update(piece)
+        self.size += len(piece)
+        for name, decoder in self.decoders.items():
+            if self.bad[name] is None:
+                self.bad[name] = self._decode(decoder, piece, start, final)
+        if "gbk" in self.decoders and self.utf8_row is None:
+            self._classify_line(piece, final)
+        if piece.endswith(b"\n"):
+            self.row += 1
+            self.row_start = self.size
+
+    def finish(self) -> None:
+        self.feed(b"", final=True)
+
+    def _decode(self, decoder: codecs.IncrementalDecoder, piece: bytes, start: int,
+                final: bool) -> _BadByte | None:
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(piece, final)
+        except UnicodeDecodeError as exc:
+            # bytes pending from the previous piece belong to this row too: a line break
+            # cannot sit inside a multi-byte character of UTF-8 or GBK
+            offset = max(start - pending + exc.start, self.row_start)
+            value = exc.object[exc.start] if exc.start < len(exc.object) else 0
+            return _BadByte(self.row, offset - self.row_start, offset, value)
+        return None
+
+    def _classify_line(self, piece: bytes, final: bool) -> None:
+        if not piece.isascii():
+            self._line_ascii = False
+        if self._line_ok:
+            try:
+                self._line.decode(piece, final or piece.endswith(b"\n"))
+            except UnicodeDecodeError:
+                self._line_ok = False
+        if piece.endswith(b"\n") or final:
+            if self._line_ok and not self._line_ascii:
+                self.utf8_row = self.row
+            self._line.reset()
+            self._line_ok, self._line_ascii = True, True
 
 
 def read_residents(info: FileInfo) -> Iterator[InputRow]:
     """Yield the residents of a scanned file one by one."""
-    if info.format == "jsonl":
-        yield from _read_jsonl(info)
-    else:
-        yield from _read_csv(info)
+    try:
+        if info.format == "jsonl":
+            yield from _read_jsonl(info)
+        else:
+            yield from _read_csv(info)
+    except UnicodeDecodeError:  # scan_file checked every byte: the file changed since
+        raise InputError(str(info.path), None, f"not valid {info.encoding} any more: the file "
+                         "changed after it was scanned") from None
 
 
 def _read_jsonl(info: FileInfo) -> Iterator[InputRow]:
@@ -142,9 +218,12 @@ def _read_jsonl(info: FileInfo) -> Iterator[InputRow]:
             if not stripped:
                 continue
             try:
-                value = json.loads(stripped)
+                value = parse_json(stripped)
             except json.JSONDecodeError as exc:
                 yield InputRow(number, problem=f"not valid JSON: {exc.msg} at column {exc.colno}")
+                continue
+            except ValueError as exc:  # too deep, an integer too long, a lone surrogate
+                yield InputRow(number, problem=f"not usable JSON: {exc}")
                 continue
             if not isinstance(value, dict):
                 yield InputRow(number, problem=f"a JSON {type(value).__name__}, not an object")
@@ -202,5 +281,5 @@ def _check_header(info: FileInfo, columns: list[str]) -> None:
         if not name:
             raise InputError(str(info.path), 1, f"header column {index} has no name")
         if name in seen:
-            raise InputError(str(info.path), 1, f"header column {name!r} appears twice")
+            raise InputError(str(info.path), 1, f"header column {name[:40]!r} appears twice")
         seen.add(name)

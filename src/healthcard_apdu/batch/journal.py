@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from healthcard_apdu.batch.errors import JournalError
+from healthcard_apdu.fileio import create_private
 
 State = Literal[
     "queued", "claimed", "personalizing", "issued", "failed", "needs-erase", "invalid"
@@ -264,6 +265,11 @@ class _SqliteDialect(_Dialect):
         self.synchronous = synchronous
 
     def connect(self) -> sqlite3.Connection:
+        # The journal holds residents' records: create it 0600 (SQLite gives its -wal and
+        # -shm files the database file's mode). An existing file keeps its mode.
+        if str(self.path) != ":memory:":
+            with contextlib.suppress(OSError):  # a missing directory: sqlite says so below
+                create_private(self.path)
         try:
             conn = sqlite3.connect(
                 self.path, timeout=60.0, isolation_level=None, check_same_thread=False
@@ -595,10 +601,17 @@ class Journal:
 
     def ensure_batch(self, name: str, source: str, fingerprint: str, encoding: str,
                      fmt: str) -> BatchInfo:
-        """Create the batch, or check that an existing one was loaded from the same bytes."""
+        """Create the batch, or check that an existing one was loaded from the same bytes.
+
+        A batch whose load never finished and none of whose rows was ever claimed (a load
+        that failed on bad input) is registered again from the new contents: its rows are
+        dropped and loading starts over (event ``batch-reloaded``). Any other batch keeps its
+        contents: a changed file needs a new batch name.
+        """
         with self._tx() as cur:
-            cur.execute(self._q("SELECT fingerprint, source FROM batches WHERE name = ?"),
-                        (name,))
+            self._dialect.load_lock(cur, name)
+            cur.execute(self._q("SELECT fingerprint, source, loaded_at FROM batches "
+                                f"WHERE name = ?{self._dialect.lock_rows}"), (name,))
             found = cur.fetchone()
             if found is None:
                 cur.execute(
@@ -607,6 +620,16 @@ class Journal:
                     (name, source, fingerprint, encoding, fmt, now()),
                 )
                 self._event(cur, name, "batch-created", detail=source)
+            elif found[0] != fingerprint and found[2] is None and self._untouched(cur, name):
+                cur.execute(self._q("DELETE FROM rows WHERE batch = ?"), (name,))
+                cur.execute(
+                    self._q("UPDATE batches SET source = ?, fingerprint = ?, encoding = ?, "
+                            "format = ?, total_rows = 0 WHERE name = ?"),
+                    (source, fingerprint, encoding, fmt, name),
+                )
+                self._event(cur, name, "batch-reloaded",
+                            detail=f"{source}: the earlier load (sha256 {found[0][:16]}…) did "
+                                   "not finish and no row was claimed; loading again")
             elif found[0] != fingerprint:
                 raise JournalError(
                     f"batch {name!r} was loaded from {found[1]} with different contents "
@@ -616,6 +639,12 @@ class Journal:
         info = self.batch(name)
         assert info is not None
         return info
+
+    def _untouched(self, cur: Any, batch: str) -> bool:
+        """No row of the batch was ever claimed (all queued or invalid, no attempt)."""
+        cur.execute(self._q("SELECT COUNT(*) FROM rows WHERE batch = ? AND (attempts > 0 OR "
+                            "state NOT IN ('queued', 'invalid'))"), (batch,))
+        return int(cur.fetchone()[0]) == 0
 
     def last_loaded_row(self, batch: str) -> int:
         rows = self._read("SELECT MAX(row_no) FROM rows WHERE batch = ?", (batch,))
@@ -643,15 +672,24 @@ class Journal:
         with self._tx() as cur:
             return self.existing_numbers(cur, card_numbers, id_numbers)
 
-    def load_rows(self, batch: str, rows: Sequence[NewRow]) -> list[NewRow]:
+    def load_rows(self, batch: str, rows: Sequence[NewRow], *, fingerprint: str | None = None
+                  ) -> list[NewRow]:
         """Insert a chunk of rows in one transaction, after checking their card and ID numbers
         against the journal inside that same transaction. Rows whose number is already present
         (another batch, or a concurrent loader) are stored as invalid with that reason.
         Rows already loaded (same batch and row number) are skipped. Returns the rows as stored.
+        With ``fingerprint``, refuses when the batch is registered with other contents now
+        (another station loaded it again from a corrected file meanwhile).
         """
         stored: list[NewRow] = []
         with self._tx() as cur:
             self._dialect.load_lock(cur, batch)
+            if fingerprint is not None:
+                cur.execute(self._q("SELECT fingerprint FROM batches WHERE name = ?"), (batch,))
+                found = cur.fetchone()
+                if found is None or found[0] != fingerprint:
+                    raise JournalError(f"batch {batch!r} was registered again from other "
+                                       "contents while this file was loading; run again")
             cur.execute(self._q("SELECT MAX(row_no) FROM rows WHERE batch = ?"), (batch,))
             last = int(cur.fetchone()[0] or 0)
             fresh = [row for row in rows if row.row_no > last]
@@ -964,6 +1002,49 @@ class Journal:
                 self._event(cur, row.batch, "voided", row=row, state_from="needs-erase",
                             state_to="queued", chip_serial=chip_serial, detail=reason)
         return row
+
+    def purge(self, before: datetime, batch: str | None = None) -> dict[str, int]:
+        """Drop the personal data of finished rows (docs/batch.md "Personal data").
+
+        Issued rows finished before ``before`` and invalid rows of batches loaded before it
+        lose their resident record, card number, ID number, validation issues and reason, and
+        their events lose their detail. What audit needs stays: batch, row number, state
+        (outcome), chip serial and card factor, station, reader, times, attempts, versions.
+        Queued, in-flight, failed and needs-erase rows are kept whole (work not done). One
+        ``purged`` event per batch records the cut-off. SQLite overwrites the dropped bytes
+        (``secure_delete``) and truncates its WAL afterwards. Returns rows purged per batch.
+        """
+        cutoff = before.astimezone(UTC).isoformat(timespec="microseconds")
+        personal = ("record IS NOT NULL OR card_number IS NOT NULL OR id_number IS NOT NULL "
+                    "OR issues IS NOT NULL OR reason IS NOT NULL")
+        only = " AND batch = ?" if batch is not None else ""
+        extra: tuple[Any, ...] = (batch,) if batch is not None else ()
+        purged: dict[str, int] = {}
+        if self.backend == "sqlite":
+            self._conn().execute("PRAGMA secure_delete = ON")
+        with self._tx() as cur:
+            cur.execute(self._q(
+                f"SELECT id, batch FROM rows WHERE ({personal}) AND ((state = 'issued' AND "
+                "finished_at < ?) OR (state = 'invalid' AND batch IN (SELECT name FROM "
+                f"batches WHERE loaded_at < ?))){only}{self._dialect.lock_rows}"),
+                (cutoff, cutoff, *extra))
+            found = [(int(row_id), str(name)) for row_id, name in cur.fetchall()]
+            for start in range(0, len(found), 500):
+                ids = [row_id for row_id, _ in found[start:start + 500]]
+                marks = ", ".join("?" for _ in ids)
+                cur.execute(self._q(
+                    "UPDATE rows SET record = NULL, card_number = NULL, id_number = NULL, "
+                    f"issues = NULL, reason = NULL WHERE id IN ({marks})"), ids)
+                cur.execute(self._q(f"UPDATE events SET detail = NULL WHERE row_id IN ({marks})"),
+                            ids)
+            for _, name in found:
+                purged[name] = purged.get(name, 0) + 1
+            for name, count in sorted(purged.items()):
+                self._event(cur, name, "purged",
+                            detail=f"personal data of {count} rows finished before {cutoff}")
+        if self.backend == "sqlite" and purged:
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return purged
 
     def unvoid_card(self, chip_serial: str, detail: str) -> None:
         """The void card was erased: forget it."""

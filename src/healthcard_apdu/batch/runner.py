@@ -113,7 +113,8 @@ def load_batch(journal: Journal, info: FileInfo, batch: str,
         if rows[-1].row <= last:
             continue  # loaded before an interruption
         # duplicates inside the chunk here, against earlier chunks by the journal's indexes
-        journal.load_rows(batch, [_new_row(v) for v in validate_rows(rows, checker)])
+        journal.load_rows(batch, [_new_row(v) for v in validate_rows(rows, checker)],
+                          fingerprint=info.fingerprint)
     journal.finish_load(batch, sum(journal.counts(batch).values()))
     return report_from_journal(journal, info, batch)
 

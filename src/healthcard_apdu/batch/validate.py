@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from healthcard_apdu.batch.input import FileInfo, InputRow
+from healthcard_apdu.fileio import write_file
 from healthcard_apdu.model import CardData, ItemError, ModelError, item
 from healthcard_apdu.model.errors import LayoutError
 
@@ -302,8 +303,8 @@ class ValidationReport:
         }
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n",
-                              encoding="utf-8")
+        """Write the report as JSON (mode 0600: it quotes resident values)."""
+        write_file(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n")
 
     def lines(self, limit: int = 50) -> list[str]:
         """Human lines: one per issue (up to ``limit``)."""

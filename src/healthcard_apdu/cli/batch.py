@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,39 @@ def void_command(chip_serial: str, journal: str, reason: str) -> None:
     else:
         click.echo(f"card {chip_serial.upper()} void; batch {row.batch!r} row {row.row_no} "
                    "queued again")
+
+
+@batch.command("purge")
+@click.argument("residents", required=False, type=click.Path(dir_okay=False))
+@click.option("--journal", help="SQLite path or postgresql:// URL.")
+@click.option("--batch", "batch_name", help="Only this batch (default: every batch).")
+@click.option("--older-than", "days", type=click.FloatRange(min=0.0), required=True,
+              metavar="DAYS", help="Retention period: purge rows finished more than DAYS "
+                                   "days ago.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def purge_command(residents: str | None, journal: str | None, batch_name: str | None,
+                  days: float, as_json: bool) -> None:
+    """Drop the personal data of issued (and invalid) rows after a retention period; keep
+    what audit needs: row number, chip serial, times, outcome (docs/batch.md)."""
+    target = _journal_target(journal, residents)
+    if not is_postgres_target(target) and not Path(target).exists():
+        die(f"no journal at {target}", EXIT_USAGE)
+    before = datetime.now(UTC) - timedelta(days=days)
+    try:
+        with Journal.open(target) as jnl:
+            if batch_name is not None and jnl.batch(batch_name) is None:
+                die(f"no batch {batch_name!r} in {jnl.describe()}", EXIT_USAGE)
+            purged = jnl.purge(before, batch_name)
+    except BatchError as exc:
+        die(str(exc), EXIT_USAGE)
+    if as_json:
+        emit({"before": before.isoformat(timespec="seconds"), "purged": purged}, True)
+        return
+    if not purged:
+        click.echo(f"nothing to purge: no issued or invalid row finished before "
+                   f"{before.isoformat(timespec='seconds')}")
+    for name, count in purged.items():
+        click.echo(f"batch {name!r}: personal data of {count} rows dropped")
 
 
 @batch.command("recover")

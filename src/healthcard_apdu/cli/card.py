@@ -9,7 +9,6 @@ environment variables or a hidden prompt, never from the command line. Notices o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -37,6 +36,7 @@ from healthcard_apdu.cli.options import (
     security_options,
     trace_option,
 )
+from healthcard_apdu.fileio import parse_json
 from healthcard_apdu.security import DEFAULT_FACTOR_RULE
 from healthcard_apdu.transport.trace import Tracer
 
@@ -184,8 +184,10 @@ def write_command(
 ) -> None:
     """Update card files from a JSON document over the same connection options as `read`."""
     try:
-        document = json.loads(data_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        document = parse_json(data_file.read_bytes())
+    except OSError as exc:
+        die(f"{data_file}: cannot read ({exc.strerror})", EXIT_USAGE)
+    except ValueError as exc:
         die(f"{data_file}: not a readable JSON document ({exc})", EXIT_USAGE)
     with _connect(options) as connection:
         results = write_document(connection.card, document, files or None, sign=_SIGN_MODES[sign])

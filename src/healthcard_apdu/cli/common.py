@@ -29,6 +29,7 @@ def exit_code_for(error: BaseException) -> int:
         SignatureInvalid,
     )
     from healthcard_apdu.card.factor import CardNotGenuine, FactorNotConfirmed
+    from healthcard_apdu.crypto import CryptoError
     from healthcard_apdu.model.errors import DecodeError, ModelError
     from healthcard_apdu.perso.errors import (
         AuthenticationRefused,
@@ -36,6 +37,7 @@ def exit_code_for(error: BaseException) -> int:
         SecurityModuleUnsuitable,
     )
     from healthcard_apdu.security.errors import SecurityModuleError
+    from healthcard_apdu.sim.errors import ImageError
 
     if isinstance(error, SignatureInvalid):
         return EXIT_FAILED
@@ -45,9 +47,12 @@ def exit_code_for(error: BaseException) -> int:
         return EXIT_CARD
     if isinstance(error, ConnectOptionsError | NotWritable | ProfileError | ModelError):
         return EXIT_USAGE
+    if isinstance(error, ImageError):
+        return EXIT_USAGE  # a card image or SAM key file given as input
     if isinstance(
         error,
-        SecurityError | SecurityModuleError | SecurityModuleUnsuitable | AuthenticationRefused,
+        SecurityError | SecurityModuleError | SecurityModuleUnsuitable | AuthenticationRefused
+        | CryptoError,
     ):
         return EXIT_SECURITY
     return EXIT_CARD

@@ -8,7 +8,6 @@ simulated SAM only to a file (mode 0600) and only with an explicit acknowledgeme
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,12 @@ from healthcard_apdu.app.connect import env_secret
 from healthcard_apdu.cli.common import EXIT_USAGE, die, emit, exit_on_errors
 from healthcard_apdu.cli.options import hidden_prompt, passphrase_env_option, pkcs11_options
 from healthcard_apdu.crypto import BlockCipher
+from healthcard_apdu.fileio import parse_json, write_file
 from healthcard_apdu.security.keyset import (
     FILE_FORMAT,
     KeySet,
+    check_roles,
     read_key_check_values,
-    write_private_file,
 )
 from healthcard_apdu.security.keyspec import DEFAULT_ROLES, STANDARD_KEY_SPECS
 
@@ -31,13 +31,9 @@ _ALGORITHMS = {"sm4": BlockCipher.SM4, "3des": BlockCipher.TDES}
 
 
 def _passphrase(env: str, *, confirm: bool) -> str:
-    value = os.environ.get(env)
-    if value:
-        return value
-    entered: str = click.prompt(
-        "Key-file passphrase", hide_input=True, confirmation_prompt=confirm, err=True
-    )
-    return entered
+    """From the variable ``env``, else the terminal (asked twice with ``confirm``)."""
+    return env_secret(env, "Key-file passphrase",
+                      lambda prompt: hidden_prompt(prompt, confirm=confirm))()
 
 
 def _kcv_rows(algorithm: BlockCipher, kcvs: dict[str, str]) -> list[dict[str, Any]]:
@@ -63,9 +59,11 @@ def _check_new(path: Path, force: bool) -> None:
 def _load_source(source: Path, passphrase_env: str) -> KeySet:
     """An encrypted key file (asks for its passphrase) or a plaintext key JSON."""
     try:
-        document = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        die(f"{source}: not a readable JSON key file ({exc.__class__.__name__})", EXIT_USAGE)
+        document = parse_json(source.read_bytes())
+    except OSError as exc:
+        die(f"{source}: cannot read ({exc.strerror})", EXIT_USAGE)
+    except ValueError as exc:
+        die(f"{source}: not a readable JSON key file ({exc})", EXIT_USAGE)
     if isinstance(document, dict) and document.get("format") == FILE_FORMAT:
         return KeySet.load(source, _passphrase(passphrase_env, confirm=False))
     if not isinstance(document, dict):
@@ -148,6 +146,8 @@ def keys_group() -> None:
     help="Key role to generate (repeatable; default: all standard roles).",
 )
 @click.option("--no-sm2", is_flag=True, help="Do not generate the SAM's SM2 key and certificate.")
+@click.option("--custom-role", "custom_roles", multiple=True, metavar="ROLE",
+              help="Accept ROLE though it is not a standard role (a custom profile's key).")
 @click.option(
     "--kdf", type=click.Choice(["scrypt", "pbkdf2-sha256"]), default="scrypt", show_default=True
 )
@@ -160,6 +160,7 @@ def generate_command(
     algorithm: str,
     roles: tuple[str, ...],
     no_sm2: bool,
+    custom_roles: tuple[str, ...],
     kdf: str,
     force: bool,
     as_json: bool,
@@ -174,6 +175,7 @@ def generate_command(
     """
     selected = roles or DEFAULT_ROLES
     with exit_on_errors():
+        check_roles(selected, custom_roles)
         _store(
             out, force, as_json, (pkcs11_token, pkcs11_module, pkcs11_pin_env),
             to_token=lambda module: (
@@ -190,6 +192,8 @@ def generate_command(
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--force", is_flag=True, help="Replace an existing file / token keys.")
+@click.option("--custom-role", "custom_roles", multiple=True, metavar="ROLE",
+              help="Accept ROLE though it is not a standard role (a custom profile's key).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @passphrase_option
 @_with_pkcs11
@@ -197,6 +201,7 @@ def import_command(
     source: Path,
     out: Path | None,
     force: bool,
+    custom_roles: tuple[str, ...],
     as_json: bool,
     passphrase_env: str,
     pkcs11_token: str | None,
@@ -210,6 +215,7 @@ def import_command(
     """
     with exit_on_errors():
         keyset = _load_source(source, passphrase_env)
+        check_roles(keyset.keys, custom_roles)
         _store(
             out, force, as_json, (pkcs11_token, pkcs11_module, pkcs11_pin_env),
             to_token=lambda module: (
@@ -289,5 +295,5 @@ def export_command(
         from healthcard_apdu.security.export import simulator_sam_document
 
         document = simulator_sam_document(keyset) if fmt == "simulator" else keyset.to_plain_dict()
-        write_private_file(out, json.dumps(document, indent=2).encode() + b"\n")
+        write_file(out, json.dumps(document, indent=2) + "\n")
     click.echo(f"wrote {len(keyset.keys)} keys in clear to {out} (mode 0600)")

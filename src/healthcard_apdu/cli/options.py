@@ -15,10 +15,11 @@ one, and a hidden prompt asks when the variable is unset or empty.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -27,6 +28,7 @@ from healthcard_apdu.app.connect import (
     PKCS11_PIN_ENV,
     SAM_PIN_ENV,
     CardOptions,
+    SecretUnavailable,
     SecurityOptions,
     env_secret,
     reader_target,
@@ -194,10 +196,26 @@ def trace_option(command: C) -> C:
     )(command)
 
 
-def hidden_prompt(prompt: str) -> str:
-    """Ask for a secret on the terminal without echo (on stderr)."""
-    entered: str = click.prompt(prompt, hide_input=True, err=True)
-    return entered
+def hidden_prompt(prompt: str, *, confirm: bool = False) -> str:
+    """Ask for a secret on the terminal without echo (on stderr). Without a terminal, one
+    line of standard input is the secret (two equal lines with ``confirm``); none at all is
+    :class:`SecretUnavailable` (one ``error:`` line, exit 4), never a getpass warning and
+    "Aborted!"."""
+    stdin = sys.stdin
+    if stdin is not None and stdin.isatty():
+        entered: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm,
+                                    err=True)
+        return entered
+    first = _line(stdin) if stdin is not None else ""
+    if not first:
+        raise SecretUnavailable(f"{prompt}: none given and standard input is not a terminal")
+    if confirm and _line(stdin) != first:
+        raise SecretUnavailable(f"{prompt}: the two lines on standard input differ")
+    return first
+
+
+def _line(stream: TextIO) -> str:
+    return stream.readline().rstrip("\r\n")
 
 
 def pop_card_options(values: dict[str, Any]) -> CardOptions:

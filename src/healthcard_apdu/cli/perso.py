@@ -45,6 +45,7 @@ from healthcard_apdu.cli.options import (
     security_options,
     trace_option,
 )
+from healthcard_apdu.fileio import parse_json, write_file
 from healthcard_apdu.model import CardData
 from healthcard_apdu.perso.errors import (
     AuthenticationRefused,
@@ -77,9 +78,11 @@ def _load_inputs(profile_name: str, data: Path,
     if factor is not None and factor.rule is not None:
         profile = profile.with_factor_rule(factor.rule)
     try:
-        document = json.loads(data.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        die(f"{data}: not a readable JSON record ({exc.__class__.__name__}: {exc})", EXIT_USAGE)
+        document = parse_json(data.read_bytes())
+    except OSError as exc:
+        die(f"{data}: cannot read ({exc.strerror})", EXIT_USAGE)
+    except ValueError as exc:
+        die(f"{data}: not a readable JSON record ({exc})", EXIT_USAGE)
     if not isinstance(document, dict):
         die(f"{data}: the record must be a JSON object", EXIT_USAGE)
     card, problems = check_record(profile, document)
@@ -215,7 +218,7 @@ def _dry_run(stack: ExitStack, profile: Profile, card: CardData, security: Secur
     document = plan.to_json(include_erase=opts["erase"])
     text = json.dumps(document, ensure_ascii=False, indent=2)
     if opts["out"]:
-        opts["out"].write_text(text + "\n", encoding="utf-8")
+        write_file(opts["out"], text + "\n")  # 0600: the plan holds the resident's data
         summary = {"plan": str(opts["out"]), "apdus": plan.apdus, "bytes": plan.bytes}
         emit(summary, opts["as_json"])
     else:
@@ -250,5 +253,9 @@ def verify_command(**opts: Any) -> None:
                        f"{len(report.probes)} forbidden accesses checked")
             for line in report.problems():
                 click.echo(f"  FAIL {line}")
+            unused = report.not_exercised()
+            if unused:
+                click.echo("  not exercised (their commands block the card): "
+                           + ", ".join(unused))
             click.echo("verify: OK" if report.ok else "verify: FAILED")
     raise SystemExit(EXIT_OK if report.ok else EXIT_FAILED)

@@ -17,6 +17,7 @@ from typing import Any
 
 from healthcard_apdu.conformance.case import Group, Status
 from healthcard_apdu.conformance.runner import CaseResult, Record, SuiteRun
+from healthcard_apdu.fileio import write_file
 
 REPORT_FORMAT = "healthcard-apdu/conformance-report"
 REPORT_VERSION = 1
@@ -139,8 +140,7 @@ def report_dict(run: SuiteRun) -> dict[str, Any]:
 
 def write_json(run: SuiteRun, path: str | Path) -> Path:
     target = Path(path)
-    target.write_text(json.dumps(report_dict(run), ensure_ascii=False, indent=1) + "\n",
-                      encoding="utf-8")
+    write_file(target, json.dumps(report_dict(run), ensure_ascii=False, indent=1) + "\n")
     return target
 
 
@@ -240,7 +240,7 @@ def write_junit(run: SuiteRun, path: str | Path) -> Path:
     target = Path(path)
     tree = junit_tree(run)
     ET.indent(tree)
-    tree.write(target, encoding="utf-8", xml_declaration=True)
+    write_file(target, ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True))
     return target
 
 
@@ -395,7 +395,7 @@ def render_html(run: SuiteRun) -> str:
 
 def write_html(run: SuiteRun, path: str | Path) -> Path:
     target = Path(path)
-    target.write_text(render_html(run), encoding="utf-8")
+    write_file(target, render_html(run))
     return target
 
 

@@ -49,6 +49,7 @@ from healthcard_apdu.conformance.context import (
     sw_text,
 )
 from healthcard_apdu.conformance.profile import ProfileInfo
+from healthcard_apdu.fileio import open_private, parse_json
 from healthcard_apdu.model import ModelError, decode_tlv, item
 from healthcard_apdu.security import (
     DEFAULT_FACTOR_RULE,
@@ -328,7 +329,7 @@ def run_suite(
     seed = options.seed or secrets.token_bytes(16)
     stream: TextIO | None
     owned = isinstance(trace, str | Path)
-    stream = open(trace, "w", encoding="utf-8") if isinstance(trace, str | Path) else trace  # noqa: SIM115
+    stream = open_private(trace) if isinstance(trace, str | Path) else trace
     try:
         return _run_live(transport, security, profile, options, faults, seed, cases, stream,
                          str(trace) if owned else "")
@@ -431,7 +432,7 @@ def _segments(records: Sequence[Record]) -> tuple[Record, dict[str, list[Record]
 
 def _meta_options(meta: Mapping[str, Any]) -> RunOptions:
     try:
-        limits = {str(k): float(v) for k, v in json.loads(str(meta.get("timing", "{}"))).items()}
+        limits = {str(k): float(v) for k, v in parse_json(str(meta.get("timing", "{}"))).items()}
         samples = int(str(meta.get("samples", "3")))
         seed = bytes.fromhex(str(meta["seed"]))
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
@@ -490,7 +491,7 @@ def replay_suite(
     ids = [i for i in str(meta.get("cases", "")).split(",") if i]
     cases = [get_case(i) for i in ids]
     owned = isinstance(trace, str | Path)
-    stream = open(trace, "w", encoding="utf-8") if isinstance(trace, str | Path) else trace  # noqa: SIM115
+    stream = open_private(trace) if isinstance(trace, str | Path) else trace
     try:
         return _run_replay(Path(trace_path), security, profile, options, meta, segments, cases,
                            stream, str(trace) if owned else "")

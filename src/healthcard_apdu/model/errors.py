@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 _MAX_VALUE_REPR = 80
 
 
-def _short_repr(value: object) -> str:
+def short_repr(value: object) -> str:
+    """``repr(value)`` cut to 80 characters (with the full length): every message that quotes
+    an input value uses it, so a 1 MB name never puts 1 MB on stderr."""
     text = repr(value)
     if len(text) > _MAX_VALUE_REPR:
         return f"{text[:_MAX_VALUE_REPR]}... ({len(text)} chars)"
@@ -62,7 +64,7 @@ class ItemError(ModelError):
             where = "value"
         if self.context:
             where = f"{self.context}: {where}"
-        return f"{where}: {self.reason}; got {_short_repr(self.value)}"
+        return f"{where}: {self.reason}; got {short_repr(self.value)}"
 
 
 class ValidationError(ItemError):

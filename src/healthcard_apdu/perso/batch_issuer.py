@@ -12,10 +12,10 @@ Batch specifics on top of ``personalize`` / ``erase_card``:
 * a lost link during a step (``StepFailed`` without a status word) is raised again as the
   transport error it was, so the runner keeps the half-done card bound to its row
   (needs-erase) instead of failing the row;
-* ``erase`` also recovers a card torn right after its MF key file was created (the MF has a
-  key file but no master key yet, so nothing could authenticate the erase): the MF master key
-  is written first (plain WRITE KEY, still allowed in the issuance state), then the MF is
-  erased with it. ``erase`` raises unless the card ends up blank;
+* ``erase`` is :func:`~healthcard_apdu.perso.execute.erase_card`, the same recovery path as
+  ``personalize --erase``: it also recovers a card torn right after its MF key file was
+  created (the MF master key is written first, then the MF is erased with it), and raises
+  unless the card ends up blank;
 * ``inspect`` of an issued card reports the profile and key-set versions only when the card's
   internal key answers for this key set -- the card-factor confirmation of
   ``perso.execute.check_card_factor`` (a card found complete after a tear is journaled with
@@ -28,7 +28,6 @@ Batch specifics on top of ``personalize`` / ``erase_card``:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import threading
@@ -42,7 +41,6 @@ from healthcard_apdu.card.factor import FactorStatus
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.model import DecodeError, decode_tlv, item
 from healthcard_apdu.perso.errors import (
-    EraseRefused,
     PersoError,
     SecurityModuleUnsuitable,
     StepFailed,
@@ -71,8 +69,6 @@ PKCS11_PIN_ENV = "HEALTHCARD_PKCS11_PIN"
 #: CREATE FILE with an invalid type byte: refused in every state, with 6985 only after END
 #: ISSUANCE (docs/cos.md §7), so it tells an issued card without changing anything.
 ISSUED_PROBE = CommandApdu(0x80, 0xE0, 0x00, 0x00, b"\x00", name="CREATE FILE probe (issued?)")
-#: WRITE KEY answers when the MF has no key file at all: nothing was written.
-_NO_KEY_FILE = frozenset({0x6A82, 0x6A88})
 
 
 class _LockedSession:
@@ -246,60 +242,16 @@ class PersoCardIssuer:
         return IssueOutcome(self.profile.name, self.keys_version)
 
     def erase(self, transport: Transport) -> None:
+        """Make the card blank: the one recovery path of ``personalize --erase`` and
+        :func:`erase_card` (a card torn before its MF master key included)."""
         try:
-            if erase_card(transport, self.profile, self.security,
-                          confirm_factor=self.confirm_factor):
-                return
-            self._erase_without_master_key(transport)
+            erase_card(transport, self.profile, self.security,
+                       confirm_factor=self.confirm_factor)
         except PersoError as exc:
             lost = _link_error(exc)
             if lost is not None:
                 raise lost from exc
             raise
-
-    def _erase_without_master_key(self, transport: Transport) -> None:
-        """The MF has no master key: the card is blank, or an issuance was torn between the
-        MF key file and its master key. Write the master key when there is a key file, then
-        erase; otherwise make sure no DF of the profile exists (ERASE DF when the MF's erase
-        right allows it)."""
-        master = self.profile.master_key("MF")
-        if master is None or master.levels != 1:
-            raise EraseRefused(f"profile {self.profile.name}: no MF master key diversified "
-                               "with the card factor alone; a card torn before its MF master "
-                               "key was written cannot be erased")
-        channel = Channel(transport, max_command_data=self.profile.card.max_command_data,
-                          max_response=self.profile.card.max_response)
-        factor = card_factor_of(transport.atr(), self.profile.product.factor_rule)
-        value = self.security.derive_card_key(master.spec, CardFactors(factor, None))
-        header = master.header()
-        name = f"MF: WRITE KEY {master.role} (erase of a torn issuance)"
-        write = dataclasses.replace(commands.write_key(0x01, master.kid, header + value),
-                                    name=name)
-        channel.send(commands.select_fid(0x3F00))
-        sw = channel.send(write, secret=[(len(header), len(header) + len(value))]).sw
-        if sw == 0x9000:
-            if not erase_card(transport, self.profile, self.security,
-                              confirm_factor=self.confirm_factor):
-                raise EraseRefused(f"card {factor.hex().upper()}: the MF master key was "
-                                   "written but the card still does not know it")
-            return
-        if sw not in _NO_KEY_FILE:
-            raise EraseRefused(f"card {factor.hex().upper()}: the MF has no master key and "
-                               f"{name} was refused with SW {sw:04X}; it cannot be erased")
-        present = self._dfs_under_mf(channel)
-        if not present:
-            return  # blank
-        # DFs but no MF key file: not this profile's work; erasable only if the MF allows it
-        channel.send(commands.select_fid(0x3F00))
-        sw = channel.send(commands.erase_df()).sw
-        if sw != 0x9000 or self._dfs_under_mf(channel):
-            raise EraseRefused(f"card {factor.hex().upper()}: {', '.join(present)} exist(s) but "
-                               f"the MF has no key file, and ERASE DF answered {sw:04X}; the "
-                               "card cannot be erased")
-
-    def _dfs_under_mf(self, channel: Channel) -> list[str]:
-        return [df.name for df in self.profile.dfs
-                if df.parent == "MF" and channel.send(commands.select_fid(df.fid)).ok]
 
 
 def _security(keys: str | None, profile: Profile) -> SecurityModule:

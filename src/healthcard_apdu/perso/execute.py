@@ -9,6 +9,10 @@
   only then the MF master key authenticates (FMCOS form, once, never retried) and ERASE DF
   returns the card to the blank state. No candidate confirmed: :class:`FactorNotConfirmed`
   before any try is spent. A blank card needs no erase (its MF has no key: 6A88).
+  One recovery path serves ``personalize(erase=True)``, :func:`erase_card` and the batch
+  issuer: a card torn after its MF key file was created but before the MF master key was
+  written (nothing can authenticate its erase) gets that master key first (plain WRITE KEY,
+  still allowed in the issuance state), then is erased with it.
 * Every step's status word is checked; a refused EXTERNAL AUTHENTICATE stops at once with the
   SW and the tries left (:class:`AuthenticationRefused`); each read-back must return exactly the
   bytes written (:class:`ReadBackMismatch`).
@@ -23,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from healthcard_apdu.apdu import commands
 from healthcard_apdu.apdu.command import CommandApdu
 from healthcard_apdu.apdu.response import ResponseApdu
 from healthcard_apdu.card.factor import (
@@ -74,9 +79,11 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, step_name)`` after each step."""
 
-#: SWs of EXTERNAL AUTHENTICATE with the MF master key that mean "the card has no such key",
-#: i.e. a blank card: nothing to erase.
+#: SWs of EXTERNAL AUTHENTICATE with the MF master key that mean "the card has no such key":
+#: a blank card, or one torn before its MF master key was written.
 _NO_KEY = frozenset({0x6A88, 0x6A82})
+#: WRITE KEY answers when the MF has no key file at all: nothing was written.
+_NO_KEY_FILE = frozenset({0x6A82, 0x6A88})
 
 
 class CountingTransport(ForwardingTransport):
@@ -289,13 +296,11 @@ def execute_plan(
     profile = plan.profile
     channel = Channel(transport, max_command_data=profile.card.max_command_data,
                       max_response=profile.card.max_response, trace=tracer)
-    total = len(plan.steps) + (len(plan.erase) if erase else 0)
+    total = len(plan.steps) + (len(plan.erase[:3]) if erase else 0)
     runner = _Runner(channel, total, progress)
     erased = False
     if erase:
         erased = _erase(runner, plan)
-        if not erased:
-            runner.total -= 1  # the ERASE DF step is skipped on a blank card
     first, *rest = plan.steps
     response = runner.send(first)
     if response.sw == 0x6985:
@@ -306,8 +311,9 @@ def execute_plan(
     if response.sw == 0x6A86 and erase:
         raise CardNotBlank(
             f"the card's MF has files or a key file but no master key ({first.name} -> 6A86 "
-            "after the master key was not found): an issuance torn before the MF master key "
-            "was written; this card cannot be erased"
+            f"after the master key was not found), and profile {profile.name} cannot write "
+            "that master key (it is not diversified with the card factor alone, or the "
+            "security module cannot give it); this card cannot be erased"
         )
     if response.sw == 0x6A86:
         raise CardNotBlank(
@@ -337,20 +343,82 @@ def _erase(runner: _Runner, plan: Plan) -> bool:
     _check_erasable(plan.profile)
     if not plan.erase:
         raise EraseRefused(f"profile {plan.profile.name}: no erase steps")
-    challenge, auth, erase_step = plan.erase
+    challenge, auth, erase_step, *recovery = plan.erase
     runner.run(challenge)
     response = runner.send(auth)
     if response.sw in _NO_KEY:
-        log.debug("erase: %s -> %04X: no MF master key, card is blank", auth.name, response.sw)
+        log.debug("erase: %s -> %04X: no MF master key", auth.name, response.sw)
         runner.finish(auth)
-        return False
+        runner.total -= 1  # no ERASE DF with the master key (unless recovered below)
+        return _erase_without_master_key(runner, plan, recovery[0] if recovery else None)
+    _authenticated_erase(runner, auth, response, erase_step)
+    return True
+
+
+def _authenticated_erase(runner: _Runner, auth: Step, response: ResponseApdu,
+                         erase_step: Step) -> None:
     if response.sw != 0x9000:
         raise AuthenticationRefused(auth.name, runner.done + 1, runner.total, response.sw,
                                     "the card's MF master key does not match this key set; "
                                     "not retried", ins=0x82)
     runner.finish(auth)
     runner.run(erase_step)
+
+
+def _erase_without_master_key(runner: _Runner, plan: Plan, write_master: Step | None) -> bool:
+    """The MF has no master key: the card is blank, or an issuance was torn between the MF key
+    file and the MF master key, or another issuer left DFs without an MF key file. With a key
+    file the master key is written, then the card is erased with it (True); without one, DFs
+    of the profile under the MF are erased only if the MF's erase right allows it without a
+    key. False when the card is blank; :class:`EraseRefused` when it cannot be made blank."""
+    profile = plan.profile
+    factor = plan.card_factor.hex().upper()
+    select_mf = Step("MF: SELECT 3F00 (erase)", "select", commands.select_fid(0x3F00), df="MF")
+    runner.total += 1 + (write_master is not None)
+    runner.run(select_mf)
+    if write_master is not None:
+        response = runner.send(write_master)
+        if response.sw == 0x9000:
+            runner.finish(write_master)
+            challenge, auth, erase_step = plan.erase[:3]
+            runner.total += 3
+            runner.run(challenge)
+            _authenticated_erase(runner, auth, runner.send(auth), erase_step)
+            log.info("card %s: torn between the MF key file and master key; recovered", factor)
+            return True
+        if response.sw not in _NO_KEY_FILE:
+            raise EraseRefused(f"card {factor}: the MF has no master key and {write_master.name} "
+                               f"was refused with SW {response.sw:04X}; it cannot be erased")
+        runner.finish(write_master)
+    present = _dfs_under_mf(runner, profile)
+    if not present:
+        return False  # blank
+    # DFs but no MF key file: not this profile's work; erasable only if the MF allows it
+    erase = Step("MF: ERASE DF (no MF key file)", "erase", commands.erase_df(), df="MF")
+    runner.total += 2
+    runner.run(select_mf)
+    sw = runner.send(erase).sw
+    runner.finish(erase)
+    if sw != 0x9000 or _dfs_under_mf(runner, profile):
+        raise EraseRefused(f"card {factor}: {', '.join(present)} exist(s) but the MF has no "
+                           f"key file, and ERASE DF answered {sw:04X}; the card cannot be "
+                           "erased")
     return True
+
+
+def _dfs_under_mf(runner: _Runner, profile: Profile) -> list[str]:
+    """The profile's DFs under the MF that the card has (SELECT by FID from the MF)."""
+    present = []
+    for df in profile.dfs:
+        if df.parent != "MF":
+            continue
+        step = Step(f"{df.name}: SELECT {df.fid:04X} (is it there?)", "select",
+                    commands.select_fid(df.fid), df=df.name)
+        runner.total += 1
+        if runner.send(step).ok:  # from a DF, its siblings are found by FID too
+            present.append(df.name)
+        runner.finish(step)
+    return present
 
 
 def personalize(

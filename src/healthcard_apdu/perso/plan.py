@@ -254,17 +254,33 @@ def challenge_step(df: str | None, name: str | None = None) -> Step:
 def erase_steps(
     profile: Profile, factors: CardFactors, security: SecurityModule
 ) -> tuple[Step, ...]:
-    """GET CHALLENGE, EXTERNAL AUTHENTICATE with the MF master key, ERASE DF (of the MF)."""
+    """GET CHALLENGE, EXTERNAL AUTHENTICATE with the MF master key, ERASE DF (of the MF);
+    then, when the MF master key is diversified with the card factor alone and the module can
+    give it, the recovery step for a card torn between its MF key file and its MF master key:
+    WRITE KEY of that master key (plain, which the issuance state still allows). Only
+    :func:`healthcard_apdu.perso.execute` decides whether it is sent (docs/profiles.md)."""
     master = profile.master_key("MF")
     if master is None:
         return ()
     erase = _named(commands.erase_df(), "MF: ERASE DF")
-    return (
+    steps = [
         challenge_step("MF", "MF: GET CHALLENGE (erase)"),
         external_auth_step(master, factors, security, name=f"MF: EXTERNAL AUTHENTICATE "
                                                            f"{master.role} (erase)"),
         Step("MF: ERASE DF", "erase", erase, df="MF"),
-    )
+    ]
+    if master.levels == 1:
+        try:
+            value = security.derive_card_key(master.spec, CardFactors(factors.card, None))
+        except UnsupportedOperation:
+            return tuple(steps)
+        header = master.header()
+        name = f"MF: WRITE KEY {master.role} (erase of a torn issuance)"
+        command = _named(commands.write_key(0x01, master.kid, header + value), name)
+        steps.append(Step(name, "write_key", command,
+                          secret=((len(header), len(header) + len(value)),), df="MF",
+                          role=master.role))
+    return tuple(steps)
 
 
 def build_plan(

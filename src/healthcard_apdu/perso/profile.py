@@ -11,7 +11,6 @@ record against a profile (``record.DF01EF06.LXRXM1``). Nothing here touches a ca
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,7 +19,9 @@ from typing import Any, Literal
 
 from healthcard_apdu import model
 from healthcard_apdu.crypto import BlockCipher
+from healthcard_apdu.fileio import parse_toml
 from healthcard_apdu.model import CardData, ModelError
+from healthcard_apdu.model.errors import short_repr
 from healthcard_apdu.perso.errors import Problem, ProfileError
 from healthcard_apdu.security import (
     DEFAULT_FACTOR_RULE,
@@ -289,7 +290,7 @@ class Profile:
         for d in self.dfs:
             if d.name == name:
                 return d
-        raise KeyError(f"profile {self.name} has no DF {name!r}")
+        raise KeyError(f"profile {self.name} has no DF {short_repr(name)}")
 
     def file(self, path: str) -> FileProfile | None:
         return self._by_path.get(path)
@@ -397,8 +398,11 @@ def load_profile(source: str | Path) -> Profile:
             [Problem("profile", f"cannot read ({exc.strerror}); built-in profiles: {known}")],
         ) from None
     try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        document = parse_toml(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProfileError(text_source, [Problem("profile", f"not UTF-8 (byte {exc.start})")]
+                           ) from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError, nesting too deep, lone surrogates
         raise ProfileError(text_source, [Problem("profile", f"not valid TOML: {exc}")]) from None
     return parse_profile(document, str(path))
 
@@ -427,7 +431,7 @@ class _Collector:
             self.add(f"{path}.{key}", "missing")
             return 0
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFF:
-            self.add(f"{path}.{key}", f"must be a byte 0x00..0xFF, got {value!r}")
+            self.add(f"{path}.{key}", f"must be a byte 0x00..0xFF, got {short_repr(value)}")
             return 0
         return value
 
@@ -440,21 +444,21 @@ class _Collector:
             self.add(f"{path}.{key}", "missing")
             return lo
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            self.add(f"{path}.{key}", f"must be an integer {lo}..{hi}, got {value!r}")
+            self.add(f"{path}.{key}", f"must be an integer {lo}..{hi}, got {short_repr(value)}")
             return lo
         return value
 
     def boolean(self, obj: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
         value = obj.get(key, default)
         if not isinstance(value, bool):
-            self.add(f"{path}.{key}", f"must be true or false, got {value!r}")
+            self.add(f"{path}.{key}", f"must be true or false, got {short_repr(value)}")
             return default
         return value
 
     def text(self, obj: Mapping[str, Any], key: str, path: str, default: str | None = None) -> str:
         value = obj.get(key, default)
         if not isinstance(value, str):
-            shown = "missing" if value is None else f"must be text, got {value!r}"
+            shown = "missing" if value is None else f"must be text, got {short_repr(value)}"
             self.add(f"{path}.{key}", shown)
             return ""
         return value
@@ -496,9 +500,9 @@ def parse_profile(document: Mapping[str, Any], source: str = "profile") -> Profi
     c = _Collector()
     top = c.table(document, "profile", _TOP)
     if top.get("format") != FORMAT:
-        c.add("format", f"must be {FORMAT!r}, got {top.get('format')!r}")
+        c.add("format", f"must be {FORMAT!r}, got {short_repr(top.get('format'))}")
     if top.get("version") != FORMAT_VERSION:
-        c.add("version", f"must be {FORMAT_VERSION}, got {top.get('version')!r}")
+        c.add("version", f"must be {FORMAT_VERSION}, got {short_repr(top.get('version'))}")
     name = c.text(top, "name", "profile")
     description = c.text(top, "description", "profile", "")
     production = c.boolean(top, "production", "profile", False)
@@ -555,12 +559,12 @@ def _parse_dfs(c: _Collector, top: Mapping[str, Any]) -> list[DfProfile]:
     for index, raw in enumerate(c.entries(top, "dfs", "")):
         obj = c.table(raw, f"dfs[{index}]", _DF)
         name = obj.get("name")
-        path = f"dfs.{name}" if isinstance(name, str) else f"dfs[{index}]"
+        path = f"dfs.{name}" if isinstance(name, str) and len(name) <= 40 else f"dfs[{index}]"
         try:
             layout_df = model.df(str(name))
         except ModelError:
             known = ", ".join(d.name for d in model.DFS)
-            c.add(path, f"unknown DF {name!r} (layout DFs: {known})")
+            c.add(path, f"unknown DF {short_repr(name)} (layout DFs: {known})")
             continue
         if layout_df.name in seen:
             c.add(path, f"duplicate DF (also entry {seen[layout_df.name]})")
@@ -571,7 +575,7 @@ def _parse_dfs(c: _Collector, top: Mapping[str, Any]) -> list[DfProfile]:
             try:
                 df_name = bytes.fromhex(str(obj["df_name"]))
             except ValueError:
-                c.add(f"{path}.df_name", f"must be hex, got {obj['df_name']!r}")
+                c.add(f"{path}.df_name", f"must be hex, got {short_repr(obj['df_name'])}")
             if not 5 <= len(df_name) <= 16:
                 c.add(f"{path}.df_name", f"must be 5..16 bytes, got {len(df_name)}")
         kf = c.table(obj.get("key_file", {}), f"{path}.key_file", _KEY_FILE)
@@ -612,14 +616,15 @@ def _parse_files(c: _Collector, fs: object, df_names: set[str]) -> list[FileProf
     for index, raw in enumerate(c.entries(fs_t, "files", "filesystem")):
         obj = c.table(raw, f"files[{index}]", _FILE)
         path_value = obj.get("path")
-        path = f"files.{path_value}" if isinstance(path_value, str) else f"files[{index}]"
+        path = (f"files.{path_value}" if isinstance(path_value, str) and len(path_value) <= 40
+                else f"files[{index}]")
         try:
             layout_ef = model.ef(str(path_value))
         except ModelError:
-            c.add(path, f"unknown file {path_value!r} (not in the layout)")
+            c.add(path, f"unknown file {short_repr(path_value)} (not in the layout)")
             continue
         if layout_ef.path != path_value:
-            c.add(path, f"write the path as {layout_ef.path!r}")
+            c.add(path, f"write the path as {short_repr(layout_ef.path)}")
             continue
         fid_key = layout_ef.path
         if fid_key in seen:
@@ -681,7 +686,7 @@ def _parse_keys(
     for index, raw in enumerate(c.entries(keys_t, "entries", "keys")):
         obj = c.table(raw, f"keys[{index}]", _KEY)
         role = obj.get("role")
-        path = f"keys.{role}" if isinstance(role, str) else f"keys[{index}]"
+        path = f"keys.{role}" if isinstance(role, str) and len(role) <= 40 else f"keys[{index}]"
         if not isinstance(role, str) or not role:
             c.add(path, "role missing")
             continue
@@ -925,10 +930,10 @@ def check_record(
         code = getattr(exc, "code", None)
         reason = getattr(exc, "reason", None) or str(exc)
         value = getattr(exc, "value", None)
-        message = f"{reason}; got {value!r}" if value is not None else reason
+        message = f"{reason}; got {short_repr(value)}" if value is not None else reason
         return None, [Problem(_record_path(context, code), message)]
     problems = [
-        Problem(_record_path(err.context, err.code), f"{err.reason}; got {err.value!r}")
+        Problem(_record_path(err.context, err.code), f"{err.reason}; got {short_repr(err.value)}")
         for err in card.validate()
     ]
     for ef, content in card.file_contents():

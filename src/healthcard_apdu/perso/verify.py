@@ -8,7 +8,9 @@ Three checks, reported together (:class:`VerifyReport`):
   DF master keys in the FMCOS form), the internal-authentication key its INTERNAL
   AUTHENTICATE, and each DF's STK a secure-messaging UPDATE that writes back the value just
   read (so no data changes). Lock and block keys (LK, BK) and STM are not exercised: the only
-  commands that use them block the application or the card;
+  commands that use them block the application or the card. Their try counters are read
+  instead (EXTERNAL AUTHENTICATE without data, ISO/IEC 7816-4, never a try): a blocked key
+  fails the check, so it is never invisible;
 * **forbidden accesses** (a sample): per DF, a protected file is read without authentication,
   and, after END ISSUANCE, a file is written (with its current value) in a state that does not
   grant the write. Each must be refused.
@@ -71,7 +73,7 @@ __all__ = ["AccessProbe", "DataDifference", "KeyCheck", "VerifyReport", "verify_
 
 log = logging.getLogger(__name__)
 
-KeyResult = Literal["ok", "refused", "skipped", "error"]
+KeyResult = Literal["ok", "refused", "skipped", "blocked", "error"]
 #: Status words that count as "access refused" for a forbidden-access probe.
 REFUSED = frozenset({0x6982, 0x6985, 0x6900, 0x6986})
 _SHOWN = 60
@@ -171,6 +173,16 @@ class VerifyReport:
     @property
     def keys_ok(self) -> bool:
         return all(k.result in ("ok", "skipped") for k in self.keys)
+
+    def not_exercised(self) -> list[str]:
+        """The keys verify did not use, with their tries left when the card told them."""
+        out = []
+        for k in self.keys:
+            if k.result != "skipped":
+                continue
+            tries = f"{k.tries_left} tries left" if k.tries_left is not None else "tries unknown"
+            out.append(f"{k.role} ({k.df}): {tries}")
+        return out
 
     @property
     def access_ok(self) -> bool:
@@ -349,9 +361,8 @@ class _Verifier:
                 continue
             if key.type == "line":
                 if key is not stk:
-                    self.report.keys.append(KeyCheck(
-                        key.role, key.df, "skipped", "not exercised",
-                        detail="its commands block the application or card"))
+                    self.report_tries(key, "not exercised: its commands block the "
+                                           "application or card")
                 continue
             if key.auth == "fmcos":
                 continue  # the master key last: its state grants no data access
@@ -359,12 +370,31 @@ class _Verifier:
             if ok and stk is not None and not stk_done:
                 stk_done = self.check_stk(stk, key, files)
         if stk is not None and not stk_done:
-            self.report.keys.append(KeyCheck(stk.role, stk.df, "skipped", "secure messaging",
-                                             detail="no file writable with an authenticated "
-                                                    "key was read"))
+            self.report_tries(stk, "not exercised: no file writable with an authenticated "
+                                   "key was read")
         master = self.profile.master_key(df.name)
         if master is not None and master.role not in self.checked:
             self.authenticate(master)
+
+    def report_tries(self, key: KeyProfile, why: str) -> None:
+        """A key verify does not use: its try counter, read with EXTERNAL AUTHENTICATE
+        without data (ISO/IEC 7816-4 7.5.4; P1 = the key type), which spends no try. 63Cx
+        gives the tries left, 6983 a blocked key (a failed check); any other answer means
+        the card does not offer the query."""
+        query = CommandApdu(0x00, 0x82, key.type_byte & 0x3F, key.kid,
+                            name=f"{key.df}: try counter of {key.role}")
+        response = self.send(query)
+        how = "try counter (EXTERNAL AUTHENTICATE without data)"
+        if response.sw == 0x6983 or response.sw == 0x63C0:
+            self.report.keys.append(KeyCheck(key.role, key.df, "blocked", how, response.sw,
+                                             "the key is blocked"))
+        elif response.sw & 0xFFF0 == 0x63C0:
+            self.report.keys.append(KeyCheck(key.role, key.df, "skipped", how, response.sw,
+                                             why))
+        else:
+            self.report.keys.append(KeyCheck(
+                key.role, key.df, "skipped", how, None,
+                f"{why}; the card does not tell its try counter (SW {response.sw:04X})"))
 
     def check_stk(
         self, stk: KeyProfile, writer: KeyProfile, files: tuple[FileProfile, ...]
@@ -474,6 +504,11 @@ class _Verifier:
                     self.report.differences.append(DataDifference(
                         f.path, f"READ BINARY {offset}+{size} -> {response.sw:04X}"))
                     return
+                if len(response.data) != size:
+                    self.report.differences.append(DataDifference(
+                        f.path, f"READ BINARY {offset}+{size} returned {len(response.data)} "
+                                "bytes"))
+                    return
                 image += response.data
             read.image = bytes(image)
             self.reads[f.path] = read
@@ -515,15 +550,13 @@ class _Verifier:
             mine = cls.from_bytes(expected)
             theirs = cls.from_bytes(got)
         except ModelError:
-            first = next(i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b)
             self.report.differences.append(DataDifference(
-                f.path, f"bytes differ from offset {first}"))
+                f.path, f"bytes differ from offset {_first_difference(got, expected)}"))
             return
         if not self._compare_values(f.path, theirs, mine):
-            first = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False))
-                          if a != b), min(len(got), len(expected)))
             self.report.differences.append(DataDifference(
-                f.path, f"bytes differ from offset {first} (same decoded values)"))
+                f.path, f"bytes differ from offset {_first_difference(got, expected)} "
+                        "(same decoded values)"))
 
     def compare_records(self, f: FileProfile, content: Any, got: dict[int, bytes]) -> None:
         expected = _expected_records(content)
@@ -571,6 +604,12 @@ class _Verifier:
                 self.report.differences.append(DataDifference(
                     where, f"card {_show(card_value)}, record {_show(record_value)}", label))
         return found
+
+
+def _first_difference(got: bytes, expected: bytes) -> int:
+    """Offset of the first differing byte; the shorter length when one is a prefix."""
+    return next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+                min(len(got), len(expected)))
 
 
 def _expected_records(content: Any) -> dict[int, bytes]:

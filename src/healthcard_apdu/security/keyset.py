@@ -12,11 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import difflib
 import json
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +34,9 @@ from healthcard_apdu.crypto import (
     key_check_value,
     sm2_generate_private,
 )
+from healthcard_apdu.fileio import parse_json, write_file
 from healthcard_apdu.security.errors import KeyFileError, SecurityModuleError, UnknownKeyRole
-from healthcard_apdu.security.keyspec import DEFAULT_ROLES
+from healthcard_apdu.security.keyspec import DEFAULT_ROLES, STANDARD_KEY_SPECS
 from healthcard_apdu.security.signing import build_certificate
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "FILE_FORMAT",
     "KeySet",
     "MasterKey",
+    "check_roles",
     "kcv_hex",
     "read_key_check_values",
     "set_des_parity",
@@ -59,7 +61,9 @@ DEFAULT_SAM_SERIAL = bytes.fromhex("48430000000000000001")
 DEFAULT_ISSUER_ID = b"HCAPDU01"
 KEY_LENGTH = 16
 DEFAULT_SCRYPT_N = 2**17
-_SCRYPT_N_RANGE = (2**10, 2**20)
+#: Bounds of a file's scrypt cost (docs/keys.md: at most ~270 MiB and ~1.5 s per load).
+_SCRYPT_N_RANGE = (2**10, 2**18)
+_SCRYPT_MAX_P = 2
 DEFAULT_PBKDF2_ITERATIONS = 600_000
 _PBKDF2_RANGE = (10_000, 10_000_000)
 _HEADER_FIELDS = ("format", "version", "algorithm", "kcv", "kdf", "aead")
@@ -295,7 +299,7 @@ class KeySet:
                 f"key file {source}: wrong passphrase, or the file was modified"
             ) from None
         try:
-            plain = json.loads(payload)
+            plain = parse_json(payload)
         except ValueError:
             raise KeyFileError(f"key file {source}: decrypted payload is not JSON") from None
         keyset = cls.from_plain_dict(plain, f"key file {source}")
@@ -308,6 +312,26 @@ class KeySet:
         return keyset
 
 
+def check_roles(roles: Iterable[str], custom: Iterable[str] = ()) -> None:
+    """Refuse role names that are neither standard (``STANDARD_KEY_SPECS``) nor in
+    ``custom`` (the roles of a custom profile): a typo would otherwise give a key set that
+    fails only at the card. :class:`UnknownKeyRole` names every unknown role and the closest
+    standard name."""
+    allowed = set(STANDARD_KEY_SPECS) | set(custom)
+    unknown = [str(role) for role in roles if role not in allowed]
+    if not unknown:
+        return
+    hints = []
+    for role in unknown:
+        close = difflib.get_close_matches(role, sorted(STANDARD_KEY_SPECS), n=1)
+        shown = role if len(role) <= 40 else f"{role[:40]}..."
+        hints.append(f"{shown!r}" + (f" (did you mean {close[0]}?)" if close else ""))
+    raise UnknownKeyRole(
+        f"unknown key role {', '.join(hints)}; the standard roles are listed in docs/keys.md "
+        "(a custom profile's own role: --custom-role NAME)"
+    )
+
+
 def read_key_check_values(path: str | os.PathLike[str]) -> tuple[BlockCipher, dict[str, str]]:
     """Algorithm and role -> KCV from a key file's clear header (no passphrase, unauthenticated)."""
     document = _read_document(path)
@@ -315,17 +339,9 @@ def read_key_check_values(path: str | os.PathLike[str]) -> tuple[BlockCipher, di
 
 
 def write_private_file(path: str | os.PathLike[str], content: bytes) -> None:
-    """Write ``content`` to ``path`` readable by the owner only (0600), replacing atomically."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``content`` to ``path`` readable by the owner only (0600), replacing atomically
+    and durably (:func:`healthcard_apdu.fileio.write_file`)."""
+    write_file(path, content)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -360,24 +376,27 @@ def _aad(header: Mapping[str, Any]) -> bytes:
 def _read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise KeyFileError(f"key file {source}: cannot read ({exc.strerror})") from None
     try:
-        document = json.loads(text)
-    except ValueError:
-        raise KeyFileError(f"key file {source}: not JSON") from None
+        document = parse_json(raw)  # binary, UTF-16, too deep...: all ValueError
+    except ValueError as exc:
+        raise KeyFileError(f"key file {source}: not JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != FILE_FORMAT:
         raise KeyFileError(f"key file {source}: format is not {FILE_FORMAT!r}")
     if document.get("version") != FILE_VERSION:
-        raise KeyFileError(f"key file {source}: version {document.get('version')!r} unsupported")
+        raise KeyFileError(
+            f"key file {source}: version {repr(document.get('version'))[:20]} unsupported")
     missing = [name for name in (*_HEADER_FIELDS, "ciphertext") if name not in document]
     if missing:
         raise KeyFileError(f"key file {source}: missing {', '.join(missing)}")
-    if document["algorithm"] not in {c.value for c in BlockCipher}:
-        raise KeyFileError(f"key file {source}: unknown algorithm {document['algorithm']!r}")
-    if not isinstance(document["kcv"], dict):
-        raise KeyFileError(f"key file {source}: kcv must be an object")
+    algorithm = document["algorithm"]
+    if not isinstance(algorithm, str) or algorithm not in {c.value for c in BlockCipher}:
+        raise KeyFileError(f"key file {source}: unknown algorithm {str(algorithm)[:20]!r}")
+    kcv = document["kcv"]
+    if not isinstance(kcv, dict) or not all(isinstance(v, str) for v in kcv.values()):
+        raise KeyFileError(f"key file {source}: kcv must be an object of role -> hex")
     return document
 
 
@@ -397,24 +416,29 @@ def _check_kdf(params: object, source: str) -> bytes:
             and n & (n - 1) == 0
             and r == 8
             and isinstance(p, int)
-            and 1 <= p <= 4
+            and 1 <= p <= _SCRYPT_MAX_P
         )
         if not ok:
             raise KeyFileError(
-                f"key file {source}: scrypt parameters n={n} r={r} p={p} out of range "
-                f"(n power of two in 2^10..2^20, r=8, p 1..4)"
+                f"key file {source}: scrypt parameters n={str(n)[:20]} r={str(r)[:20]} "
+                f"p={str(p)[:20]} out of range (n power of two in 2^10..2^18, r=8, p 1..2)"
             )
     elif name == "pbkdf2-sha256":
         iterations = params.get("iterations")
         if not (isinstance(iterations, int) and _PBKDF2_RANGE[0] <= iterations <= _PBKDF2_RANGE[1]):
-            raise KeyFileError(f"key file {source}: pbkdf2 iterations {iterations} out of range")
+            raise KeyFileError(
+                f"key file {source}: pbkdf2 iterations {str(iterations)[:20]} out of range "
+                "(10^4..10^7)")
     else:
         raise KeyFileError(f"key file {source}: unknown KDF {name!r}")
     return salt
 
 
 def _derive_file_key(passphrase: str | bytes, params: Mapping[str, Any], salt: bytes) -> bytes:
-    secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
+    try:
+        secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
+    except UnicodeEncodeError:  # e.g. non-UTF-8 bytes in the environment variable
+        raise KeyFileError("the key-file passphrase is not valid UTF-8 text") from None
     if not secret:
         raise KeyFileError("the key-file passphrase must not be empty")
     if params["name"] == "scrypt":

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from healthcard_apdu.crypto import BlockCipher, sm2_generate_private
+from healthcard_apdu.fileio import parse_json, write_file
 from healthcard_apdu.sim.errors import ImageError
 from healthcard_apdu.sim.faults import LatencyModel
 from healthcard_apdu.sim.image import CardImage, Quirks, save_image
@@ -136,14 +137,15 @@ def new_sam(keys: Path, out: Path, force: bool) -> None:
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists (use --force)")
     try:
-        raw = json.loads(keys.read_text())
-        state = load_sam_keys(keys)
-    except (ImageError, ValueError) as exc:
-        raise click.ClickException(f"{keys}: {exc}") from exc
+        state = load_sam_keys(keys)  # checks the file; any problem is an ImageError
+    except ImageError as exc:
+        raise click.ClickException(str(exc)) from None
+    raw = parse_json(keys.read_bytes())  # already parsed once above: cannot fail here
     if state.sm2_private is None:
         state.sm2_private = sm2_generate_private()
         if "EF1C" not in raw.get("files", {}):
             state.files["EF1C"] = default_certificate(state.serial, state.sm2_private)
-    out.write_text(json.dumps(sam_state_to_json(state, str(raw.get("pin", DEFAULT_PIN))),
-                              indent=1))
-    click.echo(f"SAM with {len(state.keys)} master keys written to {out}")
+    # master keys, the SM2 private key and the PIN in clear: 0600, atomic, durable
+    write_file(out, json.dumps(sam_state_to_json(state, str(raw.get("pin", DEFAULT_PIN))),
+                               indent=1))
+    click.echo(f"SAM with {len(state.keys)} master keys written to {out} (mode 0600)")

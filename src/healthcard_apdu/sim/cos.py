@@ -37,6 +37,7 @@ from healthcard_apdu.sim.fs import (
 )
 from healthcard_apdu.sim.image import CardImage
 from healthcard_apdu.sim.keys import (
+    COUNTER_TYPES,
     PROTECTED_BITS,
     TYPE_DES_DECRYPT,
     TYPE_DES_ENCRYPT,
@@ -177,9 +178,11 @@ class UserCardOS:
             self._touch(1)
 
     def _session_mac_check(
-        self, key: Key, challenge: bytes | None, mac_input: bytes, mac: bytes
+        self, key: Key, challenge: bytes | None, mac_input: bytes, mac: bytes,
+        *, count: bool = True,
     ) -> int:
-        """Check a MAC made with SK = diversify(key, challenge), IV zero. Returns SW."""
+        """Check a MAC made with SK = diversify(key, challenge), IV zero. Returns SW. A wrong
+        MAC costs the key a try unless ``count`` is false (block commands, docs/cos.md §8)."""
         if key.blocked:
             return 0x6983
         if challenge is None or len(challenge) != 8:
@@ -189,7 +192,8 @@ class UserCardOS:
         expected = fmcos_mac(cipher, session, mac_input, bytes(cipher.block_size))
         self.cost.cipher_blocks += 1 + len(mac_input) // cipher.block_size + 1
         if not hmac.compare_digest(expected, mac):
-            self._count_failure(key)
+            if count:
+                self._count_failure(key)
             return 0x9302
         self._count_success(key)
         return OK
@@ -478,6 +482,8 @@ class UserCardOS:
         return self.challenge, OK
 
     def _external_authenticate(self, cmd: CommandApdu, chal: bytes | None) -> Result:
+        if not cmd.data:
+            return self._tries_left(cmd)
         if cmd.p1 != 0:
             return b"", 0x6A86
         key = self._find_key(TYPE_EXTERNAL, cmd.p2 & 0x7F)
@@ -509,6 +515,20 @@ class UserCardOS:
         self._count_success(key)
         self._set_state(key.follow_up)
         return b"", OK
+
+    def _tries_left(self, cmd: CommandApdu) -> Result:
+        """EXTERNAL AUTHENTICATE without data: the retry counter of key P2 (ISO/IEC 7816-4
+        7.5.4), never a try. P1 = 00 means the type-39 key, else P1 is the key type (e.g. 36
+        for LK / BK / STM) [OURS, docs/cos.md]."""
+        base = TYPE_EXTERNAL if cmd.p1 == 0 else cmd.p1
+        if base not in COUNTER_TYPES:
+            return b"", 0x6A86
+        key = self._find_key(base, cmd.p2 & 0x7F)
+        if key is None:
+            return b"", 0x6A88
+        if key.blocked:
+            return b"", 0x6983
+        return b"", 0x63C0 | key.tries_left
 
     def _internal_authenticate(self, cmd: CommandApdu, _chal: bytes | None) -> Result:
         data, kid = cmd.data, cmd.p2 & 0x7F
@@ -596,21 +616,25 @@ class UserCardOS:
 
     # --- application / card block --------------------------------------------------------
 
-    def _lock_mac(self, cmd: CommandApdu, chal: bytes | None, df: Df) -> int:
+    def _lock_mac(self, cmd: CommandApdu, chal: bytes | None, df: Df, *, count: bool) -> int:
+        """The MAC of a block / unblock command under LK (or BK: 36/03 of ``df``). Only
+        UNBLOCK counts a wrong MAC: a forged BLOCK can only disable the card its sender
+        holds, while counting would let anyone exhaust LK / BK and make a lost card
+        impossible to block (docs/cos.md §8)."""
         if len(cmd.data) != 4:
             return 0x6700
         key = self._find_key(TYPE_LINE_PROTECTION, KID_LOCK, df)
         if key is None:
             return 0x6A88
         header = bytes((cmd.cla, cmd.ins, cmd.p1, cmd.p2, 4))
-        return self._session_mac_check(key, chal, header, cmd.data)
+        return self._session_mac_check(key, chal, header, cmd.data, count=count)
 
     def _application_block(self, cmd: CommandApdu, chal: bytes | None) -> Result:
         if cmd.p1 != 0 or cmd.p2 not in (0x00, 0x01):
             return b"", 0x6A86
         if self.cur_df.is_mf:
             return b"", 0x6985
-        sw = self._lock_mac(cmd, chal, self.cur_df)
+        sw = self._lock_mac(cmd, chal, self.cur_df, count=False)
         if sw != OK:
             return b"", sw
         self.cur_df.blocked = max(self.cur_df.blocked, 2 if cmd.p2 == 0x01 else 1)
@@ -622,18 +646,19 @@ class UserCardOS:
             return b"", 0x6A86
         if self.cur_df.blocked == 2:
             return b"", 0x9303
-        sw = self._lock_mac(cmd, chal, self.cur_df)
+        if not self.cur_df.blocked:
+            return b"", 0x6985  # nothing to unblock: checked before the MAC, no try spent
+        sw = self._lock_mac(cmd, chal, self.cur_df, count=True)
         if sw != OK:
             return b"", sw
-        if self.cur_df.blocked:
-            self.cur_df.blocked = 0
-            self._touch(1)
+        self.cur_df.blocked = 0
+        self._touch(1)
         return b"", OK
 
     def _card_block(self, cmd: CommandApdu, chal: bytes | None) -> Result:
         if cmd.p1 or cmd.p2:
             return b"", 0x6A86
-        sw = self._lock_mac(cmd, chal, self.image.mf)
+        sw = self._lock_mac(cmd, chal, self.image.mf, count=False)
         if sw != OK:
             return b"", sw
         self.image.card_blocked = True
@@ -797,7 +822,10 @@ class UserCardOS:
         expected = fmcos_mac(cipher, master.value, header + body, iv)
         self.cost.cipher_blocks += 2 * (len(body) // cipher.block_size) + 1
         if not hmac.compare_digest(expected, mac):
+            # counted: otherwise an unlimited online MAC oracle on the master key
+            self._count_failure(master)
             return b"", 0x9302
+        self._count_success(master)
         try:
             return line_decrypt(cipher, master.value, body), OK
         except CryptoError:

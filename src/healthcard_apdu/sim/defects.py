@@ -170,7 +170,8 @@ class DefectiveCardOS(UserCardOS):
         return super()._count_failure(key, sw_when_left)
 
     def _session_mac_check(
-        self, key: Key, challenge: bytes | None, mac_input: bytes, mac: bytes
+        self, key: Key, challenge: bytes | None, mac_input: bytes, mac: bytes,
+        *, count: bool = True,
     ) -> int:
         if (self.defect is Defect.MAC_NOT_CHECKED and key.base == TYPE_LINE_PROTECTION
                 and key.kid == KID_STK):
@@ -179,7 +180,7 @@ class DefectiveCardOS(UserCardOS):
             if challenge is None or len(challenge) != 8:
                 return 0x6985
             return 0x9000
-        return super()._session_mac_check(key, challenge, mac_input, mac)
+        return super()._session_mac_check(key, challenge, mac_input, mac, count=count)
 
     def _push_cyclic(self, ef: Ef, record: bytes) -> Result:
         if self.defect is not Defect.CYCLIC_APPENDS_AT_END:

@@ -9,18 +9,16 @@ simulator state, not a key store.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from healthcard_apdu.crypto import BlockCipher
+from healthcard_apdu.fileio import parse_json, write_file
 from healthcard_apdu.sim.errors import ImageError
-from healthcard_apdu.sim.fs import MF_FID, Df, Ef, EfKind
-from healthcard_apdu.sim.keys import Key, KeyFile
+from healthcard_apdu.sim.fs import MAX_DF_DEPTH, MF_FID, Df, Ef, EfKind
+from healthcard_apdu.sim.keys import TYPE_PIN, Key, KeyFile
 
 FORMAT = "healthcard-sim-card/1"
 PROTOCOLS = ("T=1", "T=0")
@@ -228,68 +226,139 @@ def encode_image(image: CardImage) -> bytes:
     return json.dumps(image_to_json(image), indent=1).encode()
 
 
-def _int(obj: dict[str, Any], name: str, where: str) -> int:
-    try:
-        value = obj[name]
-        return int(value, 16) if isinstance(value, str) else int(value)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ImageError(f"{where}: field {name!r} missing or not a number") from exc
+#: Largest EEPROM an image may claim (16 MiB: far beyond any card, small enough to be sane).
+MAX_CAPACITY = 16 * 1024 * 1024
+_BYTE = (0, 0xFF)
+_WORD = (0, 0xFFFF)
 
 
-def _bytes(obj: dict[str, Any], name: str, where: str) -> bytes:
+def _int(obj: dict[str, Any], name: str, where: str, bounds: tuple[int, int] = _BYTE) -> int:
+    """A number field (hex text or JSON integer, never a boolean) within ``bounds``."""
+    if name not in obj:
+        raise ImageError(f"{where}: field {name!r} missing")
+    value = obj[name]
     try:
-        return bytes.fromhex(obj[name])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ImageError(f"{where}: field {name!r} missing or not hex") from exc
+        if isinstance(value, bool):
+            raise TypeError
+        number = int(value, 16) if isinstance(value, str) else value
+        if not isinstance(number, int):
+            raise TypeError
+    except (ValueError, TypeError):
+        raise ImageError(f"{where}: field {name!r} is not a number") from None
+    lo, hi = bounds
+    if not lo <= number <= hi:
+        raise ImageError(f"{where}: field {name!r} is {number}, outside {lo}..{hi}")
+    return number
+
+
+def _flag(obj: dict[str, Any], name: str, where: str) -> bool:
+    value = obj.get(name, False)
+    if not isinstance(value, bool):
+        raise ImageError(f"{where}: field {name!r} must be true or false")
+    return value
+
+
+def _bytes(obj: dict[str, Any], name: str, where: str, sizes: tuple[int, int] | None = None
+           ) -> bytes:
+    value = obj.get(name)
+    try:
+        if not isinstance(value, str):
+            raise TypeError
+        raw = bytes.fromhex(value)
+    except (ValueError, TypeError):
+        raise ImageError(f"{where}: field {name!r} missing or not hex") from None
+    if sizes is not None and not sizes[0] <= len(raw) <= sizes[1]:
+        span = str(sizes[0]) if sizes[0] == sizes[1] else f"{sizes[0]}..{sizes[1]}"
+        raise ImageError(f"{where}: field {name!r} is {len(raw)} bytes, must be {span}")
+    return raw
+
+
+def _list(obj: dict[str, Any], name: str, where: str) -> list[Any]:
+    value = obj.get(name, [])
+    if not isinstance(value, list):
+        raise ImageError(f"{where}: field {name!r} must be a list")
+    return value
+
+
+def _object(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ImageError(f"{where}: must be a JSON object")
+    return value
 
 
 def _key_from_json(obj: dict[str, Any], where: str) -> Key:
-    return Key(_int(obj, "type", where), _int(obj, "kid", where), _int(obj, "use", where),
-               _int(obj, "change", where), _int(obj, "b3", where), _int(obj, "b4", where),
-               _bytes(obj, "value", where))
+    obj = _object(obj, where)
+    key = Key(_int(obj, "type", where), _int(obj, "kid", where), _int(obj, "use", where),
+              _int(obj, "change", where), _int(obj, "b3", where), _int(obj, "b4", where),
+              _bytes(obj, "value", where))
+    where = f"{where} {key.type_byte:02X}/{key.kid:02X}"
+    lengths = (2, 3, 4, 5, 6, 7, 8) if key.base == TYPE_PIN else (8, 16, 24)
+    if len(key.value) not in lengths:  # the length only: never the value
+        raise ImageError(f"{where}: a {len(key.value)}-byte key; this type takes "
+                         f"{', '.join(map(str, lengths))} bytes")
+    if key.has_counter and key.tries_left > key.max_tries:
+        raise ImageError(f"{where}: error counter {key.b4:02X} has more tries left than its "
+                         "maximum")
+    return key
 
 
-def _node_from_json(obj: dict[str, Any], where: str) -> Df | Ef:
+def _node_from_json(obj: dict[str, Any], where: str, depth: int = 1) -> Df | Ef:
+    obj = _object(obj, where)
     kind = obj.get("kind")
-    fid = _int(obj, "fid", where)
+    fid = _int(obj, "fid", where, _WORD)
     where = f"{where}/{fid:04X}"
     if kind == "df":
-        df = Df(fid, _bytes(obj, "name", where), _int(obj, "size", where),
+        if depth > MAX_DF_DEPTH:
+            raise ImageError(f"{where}: DFs nest at most {MAX_DF_DEPTH} levels deep")
+        df = Df(fid, _bytes(obj, "name", where, (1, 16)), _int(obj, "size", where, _WORD),
                 _int(obj, "create", where), _int(obj, "erase", where),
-                _int(obj, "app_fid", where), _bytes(obj, "reserved", where),
-                blocked=_int(obj, "blocked", where))
+                _int(obj, "app_fid", where), _bytes(obj, "reserved", where, (2, 2)),
+                blocked=_int(obj, "blocked", where, (0, 2)))
         kf = obj.get("keyfile")
         if kf is not None:
+            kf = _object(kf, f"{where}/keyfile")
             df.keyfile = KeyFile(
-                _int(kf, "size", where), _int(kf, "sfi", where), _int(kf, "add", where),
-                _bytes(kf, "reserved", where),
-                [_key_from_json(k, f"{where}/key") for k in kf.get("keys", [])],
+                _int(kf, "size", where, _WORD), _int(kf, "sfi", where), _int(kf, "add", where),
+                _bytes(kf, "reserved", where, (2, 2)),
+                [_key_from_json(k, f"{where}/key") for k in _list(kf, "keys", where)],
             )
-        for child in obj.get("children", []):
-            df.add(_node_from_json(child, where))
+        for child in _list(obj, "children", where):
+            node = _node_from_json(child, where, depth + 1)
+            if node.fid in df.children or node.fid == MF_FID:
+                raise ImageError(f"{where}: file {node.fid:04X} appears twice")
+            df.add(node)
         return df
     try:
         ef_kind = EfKind[str(kind).upper()]
-    except KeyError as exc:
-        raise ImageError(f"{where}: unknown file kind {kind!r}") from exc
+    except KeyError:
+        raise ImageError(f"{where}: unknown file kind {str(kind)[:20]!r}") from None
     ef = Ef(fid, ef_kind, _int(obj, "type", where), _int(obj, "read", where),
             _int(obj, "write", where), _int(obj, "erase", where), _int(obj, "byte7", where),
-            _int(obj, "size", where))
+            _int(obj, "size", where, _WORD))
+    if ef.type_byte & 0x3F != ef_kind.value:
+        raise ImageError(f"{where}: type {ef.type_byte:02X} is not a {ef_kind.name.lower()} "
+                         "file")
     if ef_kind is EfKind.BINARY:
         ef.data = bytearray(_bytes(obj, "data", where))
         if len(ef.data) != ef.size:
             raise ImageError(f"{where}: {len(ef.data)} data bytes for size {ef.size}")
-    else:
-        ef.nrec, ef.reclen = _int(obj, "nrec", where), _int(obj, "reclen", where)
-        try:
-            ef.records = [bytes.fromhex(r) for r in obj.get("records", [])]
-        except (ValueError, TypeError) as exc:
-            raise ImageError(f"{where}: records are not hex") from exc
+        return ef
+    ef.nrec, ef.reclen = _int(obj, "nrec", where), _int(obj, "reclen", where)
+    try:
+        ef.records = [bytes.fromhex(r) for r in _list(obj, "records", where)]
+    except (ValueError, TypeError):
+        raise ImageError(f"{where}: records are not hex") from None
+    if ef_kind is EfKind.VARIABLE:
+        if any(not 2 <= len(r) <= 0xFF for r in ef.records):
+            raise ImageError(f"{where}: a TLV record is not 2..255 bytes")
+    elif len(ef.records) > ef.nrec or any(len(r) != ef.reclen for r in ef.records):
+        raise ImageError(f"{where}: records do not match nrec {ef.nrec} x reclen {ef.reclen}")
     return ef
 
 
 def image_from_json(obj: dict[str, Any], where: str = "image") -> CardImage:
-    """Parse a card image; any malformed part raises :class:`ImageError`."""
+    """Parse and range-check a card image; any malformed part raises :class:`ImageError`
+    naming the file path inside the image and the field (never a key value)."""
     try:
         return _image_from_json(obj, where)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
@@ -303,33 +372,42 @@ def _image_from_json(obj: dict[str, Any], where: str) -> CardImage:
         raise ImageError(f"{where}: not a {FORMAT} image")
     protocol = obj.get("protocol", "T=1")
     if protocol not in PROTOCOLS:
-        raise ImageError(f"{where}: protocol {protocol!r} is not one of {PROTOCOLS}")
-    try:
-        cipher16 = BlockCipher[obj.get("cipher16", "SM4")]
-    except KeyError as exc:
-        raise ImageError(f"{where}: unknown cipher16 {obj.get('cipher16')!r}") from exc
-    serial = _bytes(obj, "serial", where)
-    if len(serial) != 8:
-        raise ImageError(f"{where}: serial must be 8 bytes, got {len(serial)}")
-    mf = _node_from_json(obj["mf"], where)
+        raise ImageError(f"{where}: protocol {str(protocol)[:20]!r} is not one of {PROTOCOLS}")
+    cipher_name = obj.get("cipher16", "SM4")
+    if cipher_name not in ("SM4", "TDES"):
+        raise ImageError(f"{where}: unknown cipher16 {str(cipher_name)[:20]!r}")
+    cipher16 = BlockCipher[cipher_name]
+    serial = _bytes(obj, "serial", where, (8, 8))
+    capacity = _int(obj, "capacity", where, (1, MAX_CAPACITY)) if "capacity" in obj \
+        else DEFAULT_CAPACITY
+    extra = obj.get("extra", {})
+    if not isinstance(extra, dict):
+        raise ImageError(f"{where}: field 'extra' must be an object")
+    if "mf" not in obj:
+        raise ImageError(f"{where}: missing field 'mf'")
+    mf = _node_from_json(obj["mf"], f"{where}: mf")
     if not isinstance(mf, Df) or mf.fid != MF_FID:
         raise ImageError(f"{where}: root is not an MF (3F00)")
     historical = obj.get("historical")
-    image = CardImage(serial, mf, protocol, cipher16, bool(obj.get("issued", False)),
-                      bool(obj.get("card_blocked", False)),
-                      int(obj.get("capacity", DEFAULT_CAPACITY)), dict(obj.get("extra", {})),
-                      atr_layout=str(obj.get("atr_layout", "factor-first")),
-                      historical=None if historical is None else _bytes(obj, "historical", where),
+    atr_layout = obj.get("atr_layout", "factor-first")
+    if not isinstance(atr_layout, str):
+        raise ImageError(f"{where}: field 'atr_layout' must be a string")
+    image = CardImage(serial, mf, protocol, cipher16, _flag(obj, "issued", where),
+                      _flag(obj, "card_blocked", where), capacity, dict(extra),
+                      atr_layout=atr_layout[:40],
+                      historical=None if historical is None
+                      else _bytes(obj, "historical", where, (0, 15)),
                       quirks=Quirks.from_json(obj.get("quirks"), where))
     image.check_atr(where)
     return image
 
 
 def decode_image(raw: bytes, where: str = "image") -> CardImage:
+    """A card image from its JSON bytes; :class:`ImageError` for anything malformed."""
     try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImageError(f"{where}: not JSON ({exc})") from exc
+        obj = parse_json(raw)
+    except ValueError as exc:
+        raise ImageError(f"{where}: not JSON ({exc})") from None
     return image_from_json(obj, where)
 
 
@@ -342,27 +420,9 @@ def load_image(path: Path) -> CardImage:
 
 
 def atomic_write(path: Path, raw: bytes, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``raw`` atomically (temp file + fsync + os.replace)."""
-    path = Path(path)
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Replace ``path`` with ``raw`` atomically, mode 0600 (the image holds keys in clear):
+    :func:`healthcard_apdu.fileio.write_file`."""
+    write_file(path, raw, durable=durable)
 
 
 def save_image(image: CardImage, path: Path, *, durable: bool = True) -> bytes:

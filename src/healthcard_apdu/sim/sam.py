@@ -25,7 +25,6 @@ Commands (docs/sim.md "SAM commands"; docs/reference/healthcard-layout.md §4.2)
 from __future__ import annotations
 
 import hmac
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from healthcard_apdu.crypto import (
     sm2_za,
     sm3,
 )
+from healthcard_apdu.fileio import parse_json
 from healthcard_apdu.sim.errors import ImageError
 from healthcard_apdu.sim.faults import OpCost
 
@@ -136,7 +136,7 @@ def _cipher_field(value: object, where: str) -> BlockCipher:
     try:
         return BlockCipher[str(value).upper().replace("3DES", "TDES")]
     except KeyError as exc:
-        raise ImageError(f"{where}: unknown algorithm {value!r} (SM4 or TDES)") from exc
+        raise ImageError(f"{where}: unknown algorithm {str(value)[:20]!r} (SM4 or TDES)") from exc
 
 
 def sam_state_from_json(obj: dict[str, Any], where: str = "SAM key file") -> SamState:
@@ -189,7 +189,8 @@ def _sam_state_from_json(obj: dict[str, Any], where: str) -> SamState:
     files = _default_files(serial, sm2_private)
     for name, value in dict(obj.get("files", {})).items():
         if name not in SAM_FILE_SIZES:
-            raise ImageError(f"{where}: unknown file {name!r} (one of {list(SAM_FILE_SIZES)})")
+            raise ImageError(
+                f"{where}: unknown file {str(name)[:20]!r} (one of {list(SAM_FILE_SIZES)})")
         content = bytes.fromhex(value)
         if len(content) != SAM_FILE_SIZES[name]:
             raise ImageError(
@@ -238,11 +239,11 @@ def sam_state_to_json(state: SamState, pin: str) -> dict[str, Any]:
 
 def load_sam_keys(path: Path) -> SamState:
     try:
-        obj = json.loads(Path(path).read_bytes())
+        obj = parse_json(Path(path).read_bytes())
     except OSError as exc:
         raise ImageError(f"{path}: cannot read SAM key file ({exc.strerror})") from exc
     except ValueError as exc:
-        raise ImageError(f"{path}: not JSON ({exc})") from exc
+        raise ImageError(f"{path}: not JSON ({exc})") from None
     return sam_state_from_json(obj, str(path))
 
 

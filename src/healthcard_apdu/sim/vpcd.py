@@ -2,9 +2,21 @@
 
 pcscd's ``libifdvpcd`` listens on TCP 35963 (reader ``Virtual PCD 00 00``) and 35964
 (``Virtual PCD 00 01``); the card connects as a client. Every message in both directions is a
-2-byte big-endian length and that many bytes. A 1-byte payload from vpcd is a control message:
-``00`` power off, ``01`` power on, ``02`` warm reset, ``04`` get ATR (answered with the ATR);
-anything longer is a command APDU, answered with the response APDU.
+2-byte big-endian length and that many bytes. vpcd's control messages are 1 byte: ``00`` power
+off, ``01`` power on, ``02`` warm reset (none of them answered), ``04`` get ATR (answered with
+the ATR); anything else is a command APDU, answered with the response APDU.
+
+A 1-byte command APDU (pcscd 1.9.9 passes one on) is the same bytes on the wire, and vpcd then
+waits for its answer holding the slot's lock. So (docs/sim.md "vpcd protocol"):
+
+* a 1-byte message other than ``00``/``01``/``02``/``04`` is an APDU, answered at once (the
+  card answers ``6700``);
+* ``00``/``01``/``02`` are control messages when vpcd sends another message within
+  ``control_wait`` seconds: it always does (``01``/``02`` are followed at once by ``04``, and
+  pcscd polls with ``04`` every 0.4 s, also right after a power off). Silence means vpcd is
+  waiting for an answer: it was an APDU, answered ``6700`` and the card's power is untouched;
+* ``04`` is always the ATR request: an APDU ``04`` is answered with the ATR, the one ambiguity
+  the protocol leaves.
 
 Card removal: when ``card.present`` is false the link closes the connection (vpcd then reports
 "no card") and reconnects only once the card is present again. The protocol's "empty ATR" answer
@@ -71,6 +83,7 @@ class VpcdLink:
         quickack: bool = True,
         reconnect: bool = True,
         retry_interval: float = 0.1,
+        control_wait: float = 2.0,
     ) -> None:
         self.card = card
         self.host = host
@@ -78,6 +91,7 @@ class VpcdLink:
         self.quickack = quickack and hasattr(socket, "TCP_QUICKACK")
         self.reconnect = reconnect
         self.retry_interval = retry_interval
+        self.control_wait = control_wait
         self.connected = threading.Event()
         self.apdus = 0
         self.atr_requests = 0
@@ -179,10 +193,27 @@ class VpcdLink:
         while not self._stopping.is_set():
             (size,) = struct.unpack(">H", self._recv_exact(sock, 2))
             message = self._recv_exact(sock, size) if size else b""
-            if size == 1:
-                self._control(sock, message[0])
+            if size == 1 and message[0] == CTRL_ATR:
+                self._control(sock, CTRL_ATR)
+            elif size == 1 and message[0] in (CTRL_OFF, CTRL_ON, CTRL_RESET):
+                if self._more_follows(sock):
+                    self._control(sock, message[0])
+                else:  # vpcd waits for an answer: a 1-byte APDU
+                    self._send(sock, self._transmit(message))
             elif size:
                 self._send(sock, self._transmit(message))
+
+    def _more_follows(self, sock: socket.socket) -> bool:
+        """Whether vpcd sends another message within ``control_wait`` seconds (a control
+        message is always followed; an APDU is not: vpcd waits for its answer)."""
+        sock.settimeout(self.control_wait)
+        try:
+            sock.recv(1, socket.MSG_PEEK)  # b"" (closed) is seen by the next read
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            sock.settimeout(None)
 
     def _control(self, sock: socket.socket, op: int) -> None:
         card = self.card

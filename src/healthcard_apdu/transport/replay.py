@@ -16,6 +16,7 @@ from pathlib import Path
 
 from healthcard_apdu.apdu.command import CommandApdu
 from healthcard_apdu.apdu.errors import ApduFormatError
+from healthcard_apdu.fileio import parse_json
 from healthcard_apdu.transport import base
 from healthcard_apdu.transport.base import ReplayMismatch, Transport, TransportError
 from healthcard_apdu.transport.trace import MASK_CHAR, default_masker, mask_hex, wire_data_offset
@@ -117,14 +118,16 @@ def steps_from_records(
 def read_trace(path: str | os.PathLike[str]) -> list[dict[str, object]]:
     """The records of a JSONL trace file (blank lines skipped)."""
     records: list[dict[str, object]] = []
-    with open(path, encoding="utf-8") as stream:
+    with open(path, "rb") as stream:
         for line_no, line in enumerate(stream, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = parse_json(line)
             except json.JSONDecodeError as exc:
-                raise TransportError(f"{path}:{line_no}: not JSON ({exc.msg})") from exc
+                raise TransportError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
+            except ValueError as exc:  # too deep, not UTF-8, a lone surrogate...
+                raise TransportError(f"{path}:{line_no}: not usable JSON ({exc})") from None
             if not isinstance(record, dict):
                 raise TransportError(f"{path}:{line_no}: not a JSON object")
             records.append(record)

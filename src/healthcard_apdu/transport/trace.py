@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Self, TextIO
 
 from healthcard_apdu.apdu.command import CommandApdu
+from healthcard_apdu.fileio import open_private
 
 Range = tuple[int, int]
 """A half-open byte range ``(start, end)``."""
@@ -125,7 +126,7 @@ class Tracer:
         append: bool = False,
     ) -> None:
         if isinstance(sink, str | os.PathLike):
-            self._stream: TextIO = open(sink, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+            self._stream: TextIO = open_private(sink, append=append)
             self._owns = True
         else:
             self._stream = sink

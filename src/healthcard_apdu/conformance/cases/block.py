@@ -23,6 +23,8 @@ SW_MAC_ERRORS = (0x9302, 0x6988)
 BLOCKED_DF = "DF01"
 TEMPORARY = 0x00
 _NAMES = {0x1E: "APPLICATION BLOCK", 0x18: "APPLICATION UNBLOCK", 0x16: "CARD BLOCK"}
+#: EXTERNAL AUTHENTICATE without data, P1 = key type 36, KID 03: LK's retry counter (63Cx).
+LK_TRIES_QUERY = CommandApdu(0x00, 0x82, 0x36, 0x03, name="retry counter of LK (36/03)")
 
 
 def lock_command(ctx: CaseContext, ins: int, role: str, *, p2: int = 0x00,
@@ -72,14 +74,16 @@ def temporary_block_and_unblock(ctx: CaseContext) -> None:
       group=G, reference="docs/cos.md §8", severity="critical", destructive=True, order=31)
 def block_wrong_key(ctx: CaseContext) -> None:
     ctx.select_df(BLOCKED_DF)
+    before = ctx.send(LK_TRIES_QUERY).sw
     foreign = ctx.df_key("DF02", "application_lock")
     ctx.expect_sw("APPLICATION BLOCK with LK_DF02's MAC in DF01",
                   ctx.send(lock_command(ctx, 0x1E, foreign)), SW_MAC_ERRORS)
+    # A refused BLOCK costs LK no try (docs/cos.md §8): else anyone could exhaust LK and
+    # make a lost card impossible to block. Cards without the retry query answer the same
+    # error both times.
+    ctx.check("LK_DF01 retry counter unchanged by the refused BLOCK", f"{before:04X}",
+              f"{ctx.send(LK_TRIES_QUERY).sw:04X}")
     _usable(ctx, BLOCKED_DF, "afterwards")
-    ctx.select_df(BLOCKED_DF)
-    lk = ctx.df_key(BLOCKED_DF, "application_lock")
-    ctx.expect_sw("APPLICATION UNBLOCK of the unblocked DF (restores the LK counter)",
-                  ctx.send(lock_command(ctx, 0x18, lk)), SW_OK)
 
 
 @case(id="HC-BLK-003", title="APPLICATION UNBLOCK with a wrong MAC leaves DF01 blocked", group=G,
