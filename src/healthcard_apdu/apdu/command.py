@@ -35,6 +35,7 @@ class CommandApdu:
     le: int | None = None
     extended: bool | None = None
     name: str = field(default="", compare=False)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for label, value in zip(("CLA", "INS", "P1", "P2"), self.header_values, strict=True):
@@ -77,7 +78,14 @@ class CommandApdu:
         return bytes((self.cla, self.ins, self.p1, self.p2))
 
     def to_bytes(self) -> bytes:
-        """Encode to wire bytes."""
+        """Encode to wire bytes (computed once per command object)."""
+        wire = self._wire
+        if wire is None:
+            wire = self._encode()
+            object.__setattr__(self, "_wire", wire)
+        return wire
+
+    def _encode(self) -> bytes:
         out = bytearray(self.header)
         if self.extended:
             if self.data:

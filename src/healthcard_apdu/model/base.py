@@ -37,6 +37,11 @@ class Slot:
 
 _SLOTS: dict[type, tuple[Slot, ...]] = {}
 
+_BytesPlan = tuple[int, int, Slot | None, tuple[tuple[str, Item, int, int], ...]]
+"""(size, data length, the photo slot or None, (field, item, offset, end) per slot)."""
+_BYTES_PLANS: dict[type, _BytesPlan] = {}
+_DIRECT_BUILD: dict[type, bool] = {}
+
 
 def _slots_for(layout: str) -> tuple[Slot, ...]:
     ef = files_of_layout(layout)[0]
@@ -204,6 +209,30 @@ class FileValue:
         for s in cls.slots():
             raw = records.get(s.record or 0)
             fields[s.field] = empty_value(s.item) if raw is None else decode(s.item, raw)
+        return cls._build(fields)
+
+    @classmethod
+    def _build(cls, fields: dict[str, Value]) -> Self:
+        """``cls(**fields)`` for a value of every field, as the decoders produce.
+
+        A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
+        (about 200 µs for the 149 fields of an EE record); a plain dataclass without
+        ``__post_init__`` gets the same instance by filling its ``__dict__`` directly.
+        """
+        direct = _DIRECT_BUILD.get(cls)
+        if direct is None:
+            names = (
+                {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
+            )
+            direct = _DIRECT_BUILD[cls] = (
+                names == {s.field for s in cls.slots()}
+                and not hasattr(cls, "__post_init__")
+                and not hasattr(cls, "__slots__")
+            )
+        if direct and len(fields) == len(cls.slots()):
+            value = object.__new__(cls)
+            value.__dict__.update(fields)
+            return value
         return cls(**fields)
 
     # --- transparent files and single cyclic records ----------------------------------------
@@ -238,26 +267,40 @@ class FileValue:
         return self.to_bytes()[: self.data_length()]
 
     @classmethod
+    def _bytes_plan(cls) -> _BytesPlan:
+        """What :meth:`from_bytes` needs, worked out once per class (LayoutError as before)."""
+        plan = _BYTES_PLANS.get(cls)
+        if plan is None:
+            slots = cls._offset_slots()
+            size = cls.byte_size()
+            photo = slots[0] if slots[0].item.kind == "photo" else None
+            entries = tuple(
+                (s.field, s.item, s.item.offset or 0, (s.item.offset or 0) + s.item.length)
+                for s in slots
+            )
+            plan = _BYTES_PLANS[cls] = (size, cls.data_length(), photo, entries)
+        return plan
+
+    @classmethod
     def from_bytes(cls, raw: bytes) -> Self:
         """Decode a file image. EE/ED also accept only the data part (no signature/cert);
         the photo accepts any length from 2 + its JPEG length up to 3074."""
         raw = bytes(raw)
-        slots = cls._offset_slots()
-        size = cls.byte_size()
-        if slots[0].item.kind == "photo":
-            return cls(**{slots[0].field: decode_item(slots[0].item, raw)})
-        if len(raw) not in (size, cls.data_length()):
+        size, data_length, photo, entries = cls._bytes_plan()
+        if photo is not None:
+            return cls(**{photo.field: decode_item(photo.item, raw)})
+        length = len(raw)
+        if length != size and length != data_length:
             raise DecodeError(
-                None, len(raw), f"needs {size} (or {cls.data_length()}) bytes", context=cls.LAYOUT
+                None, length, f"needs {size} (or {data_length}) bytes", context=cls.LAYOUT
             )
         fields: dict[str, Value] = {}
-        for s in slots:
-            offset = s.item.offset or 0
-            if offset >= len(raw):
-                fields[s.field] = empty_value(s.item)
+        for name, item, offset, end in entries:
+            if offset >= length:
+                fields[name] = empty_value(item)
             else:
-                fields[s.field] = decode_item(s.item, raw[offset : offset + s.item.length])
-        return cls(**fields)
+                fields[name] = decode_item(item, raw[offset:end])
+        return cls._build(fields)
 
     @classmethod
     def decode_range(cls, pos: int, raw: bytes) -> dict[str, Value]:
