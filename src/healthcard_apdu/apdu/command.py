@@ -38,8 +38,12 @@ class CommandApdu:
     _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for label, value in zip(("CLA", "INS", "P1", "P2"), self.header_values, strict=True):
-            _byte(label, value)
+        if not (
+            0 <= self.cla <= 0xFF and 0 <= self.ins <= 0xFF
+            and 0 <= self.p1 <= 0xFF and 0 <= self.p2 <= 0xFF
+        ):
+            for label, value in zip(("CLA", "INS", "P1", "P2"), self.header_values, strict=True):
+                _byte(label, value)
         if not isinstance(self.data, bytes):
             object.__setattr__(self, "data", bytes(self.data))
         if len(self.data) > EXTENDED_MAX_LC:

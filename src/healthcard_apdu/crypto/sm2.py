@@ -48,7 +48,7 @@ Point = tuple[int, int]
 _Jacobian = tuple[int, int, int]
 _INFINITY: _Jacobian = (1, 1, 0)
 _BASE_WINDOW = 8  # generator comb: 33 rows of 256 points on 256-bit curves (~1.5 MB, once)
-_KEY_WINDOW = 6  # comb of a public key seen again: 43 rows of 64 points (~0.4 MB per key)
+_KEY_WINDOW = 7  # comb of a public key seen again: 37 rows of 128 points (~0.8 MB per key)
 _WNAF_WINDOW = 5  # public keys seen for the first time
 _MAX_CACHED_KEYS = 8
 _MAX_SEEN_KEYS = 256
@@ -376,6 +376,7 @@ _BASE_TABLES: dict[Sm2Curve, _Comb] = {}
 _MAX_CACHED_CURVES = 4
 _KEY_TABLES: OrderedDict[tuple[Sm2Curve, Point], _Comb] = OrderedDict()
 _SEEN_KEYS: OrderedDict[tuple[Sm2Curve, Point], None] = OrderedDict()
+_ZA_CACHE: dict[tuple[Sm2Curve, Point, bytes], bytes] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -428,6 +429,7 @@ def sm2_clear_caches() -> None:
         _BASE_TABLES.clear()
         _KEY_TABLES.clear()
         _SEEN_KEYS.clear()
+        _ZA_CACHE.clear()
 
 
 # --- keys ----------------------------------------------------------------------------
@@ -480,16 +482,25 @@ def sm2_decode_public(data: bytes, curve: Sm2Curve = SM2P256V1) -> Point:
 def sm2_za(
     public: Point, user_id: bytes = DEFAULT_SM2_USER_ID, curve: Sm2Curve = SM2P256V1
 ) -> bytes:
-    """Z_A = SM3(ENTL_A || ID_A || a || b || xG || yG || xA || yA)."""
+    """Z_A = SM3(ENTL_A || ID_A || a || b || xG || yG || xA || yA) (public data; the last
+    values are remembered, bounded)."""
+    key = (curve, public, bytes(user_id))
+    za = _ZA_CACHE.get(key)
+    if za is not None:
+        return za
     _check_public(public, curve)
     bits = len(user_id) * 8
     if bits > 0xFFFF:
         raise CryptoError(f"SM2 user ID is {len(user_id)} bytes, at most 8191 allowed")
     size = curve.byte_length
     fields = (curve.a, curve.b, curve.gx, curve.gy, public[0], public[1])
-    return sm3(
+    za = sm3(
         bits.to_bytes(2, "big") + bytes(user_id) + b"".join(v.to_bytes(size, "big") for v in fields)
     )
+    if len(_ZA_CACHE) >= _MAX_SEEN_KEYS:
+        _ZA_CACHE.clear()
+    _ZA_CACHE[key] = za
+    return za
 
 
 def rfc6979_nonces(private: int, digest: bytes, order: int) -> Iterator[int]:

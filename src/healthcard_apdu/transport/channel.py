@@ -105,7 +105,8 @@ class Channel:
             # the hot path: one link exchange answered 9000 (anything else goes the long way)
             raw = self.transport.transmit(cmd.to_bytes())
             if raw[-2:] == _SW_OK:
-                return ResponseApdu(raw[:-2], 0x9000)
+                data = raw[:-2]
+                return ResponseApdu.success(data if type(data) is bytes else bytes(data))
             return self._collect(cmd, self._answer(cmd, raw, ())).check(cmd.label, cmd.ins)
         return self.send(cmd, secret=secret).check(cmd.label, cmd.ins)
 
