@@ -1,7 +1,8 @@
 """Typed builders for the commands the health card, its issuance and the SAM use.
 
 Each builder returns a named :class:`CommandApdu`; names appear in traces and errors.
-References: healthcard-layout.md §4 (user card and SAM), cos-crypto.md §2 (FMCOS issuance).
+References: docs/reference/healthcard-layout.md §4 (user card and SAM),
+docs/reference/cos-crypto.md §2 (FMCOS issuance).
 
 Builders without a data payload (SELECT by FID, READ BINARY/RECORD, GET CHALLENGE, GET
 RESPONSE) are memoized: a command is immutable and encodes itself once, so a card read does not
