@@ -69,6 +69,7 @@ from healthcard_apdu.security.keyset import write_private_file
 from healthcard_apdu.security.psam import PsamSecurityModule
 from healthcard_apdu.sim import SimCard
 from healthcard_apdu.transport import Channel, InProcessTransport, Transport, TransportError
+from healthcard_apdu.transport.base import ForwardingTransport
 from healthcard_apdu.transport.trace import Range, Tracer, mask_hex
 
 READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
@@ -381,9 +382,14 @@ class RawTerminal:
                 raise TransportError(f"SCardConnect {reader}: {scard.SCardGetErrorMessage(hr)}")
             self.handles.append((handle, active))
 
-    def run(self, steps: Sequence[RawStep], work: float = 0.0) -> tuple[float, list[bytes]]:
+    def run(
+        self,
+        steps: Sequence[RawStep],
+        work: float = 0.0,
+        marks: list[tuple[float, float]] | None = None,
+    ) -> tuple[float, list[bytes]]:
         """Send the script, with ``work`` seconds of busy CPU after each APDU; (seconds,
-        responses)."""
+        responses). ``marks`` receives (start, end) of every SCardTransmit."""
         transmit = self.scard.SCardTransmit
         clock = time.perf_counter
         handles = self.handles
@@ -402,7 +408,12 @@ class RawTerminal:
                     )
                 command = bytes(buffer)
             handle, protocol = handles[step.link]
-            hr, response = transmit(handle, protocol, list(command))
+            if marks is None:
+                hr, response = transmit(handle, protocol, list(command))
+            else:
+                sent = clock()
+                hr, response = transmit(handle, protocol, list(command))
+                marks.append((sent, clock()))
             if hr:
                 raise TransportError(f"SCardTransmit {step.name}: 0x{hr & 0xFFFFFFFF:08X}")
             responses.append(bytes(response))
@@ -556,6 +567,7 @@ def read_figures(setup: Setup, rounds: int, profile_reads: int,
         "library's CPU per APDU (no verify) after each, i.e. what that much host work costs here")
     if profile_reads:
         profile_layers(setup, profile_reads, out)
+        gaps(setup, steps, protocols, profile_reads, out)
     return figures
 
 
@@ -590,6 +602,56 @@ def profile_layers(setup: Setup, reads: int, out: Callable[[str], None] = print)
         out(f"  {layer:<38} {1000 * seconds / reads:7.3f} ms")
 
 
+class _Stamped(ForwardingTransport):
+    """Records (start, end) of every transmit of the wrapped link."""
+
+    def __init__(self, inner: Transport, marks: list[tuple[float, float]]) -> None:
+        super().__init__(inner)
+        self.marks = marks
+
+    def transmit(self, apdu: bytes) -> bytes:
+        sent = time.perf_counter()
+        response = self.inner.transmit(apdu)
+        self.marks.append((sent, time.perf_counter()))
+        return response
+
+
+def gaps(setup: Setup, steps: Sequence[RawStep], protocols: Sequence[str | None], reads: int,
+         out: Callable[[str], None] = print) -> None:
+    """Where the wall time of a read goes: link round trips (SCardTransmit) and host gaps
+    between them (median over ``reads`` reads of each kind)."""
+    found: dict[str, list[tuple[float, float, float, float]]] = {}
+
+    def summary(marks: list[tuple[float, float]]) -> tuple[float, float, float, float]:
+        trips = [end - start for start, end in marks]
+        between = [marks[i + 1][0] - marks[i][1] for i in range(len(marks) - 1)]
+        return sum(trips), sum(between), statistics.median(trips), statistics.median(between)
+
+    for _ in range(reads):
+        for key in ("raw pyscard", "library", "library, no verify"):
+            marks: list[tuple[float, float]] = []
+            if key == "raw pyscard":
+                terminal = RawTerminal(protocols)
+                try:
+                    terminal.run(steps, marks=marks)
+                finally:
+                    terminal.close()
+            else:
+                with connect(setup) as conn:
+                    assert conn.sam is not None
+                    for channel in (conn.card.channel, conn.sam.channel):
+                        channel.transport = _Stamped(channel.transport, marks)
+                    conn.card.read_card(verify=key == "library")
+            found.setdefault(key, []).append(summary(marks))
+    out(f"round trips and host gaps between them ({reads} reads each, medians; the library's "
+        "gaps include the timing wrapper):")
+    for key, rows in found.items():
+        columns = zip(*rows, strict=True)
+        trips, between, trip, gap = (statistics.median(column) for column in columns)
+        out(f"  {key:<20} round trips {1000 * trips:6.2f} ms ({1e6 * trip:5.1f} us each), "
+            f"host gaps {1000 * between:5.2f} ms ({1e6 * gap:4.1f} us each)")
+
+
 def pcsc_problem() -> str | None:
     try:
         from healthcard_apdu.transport.pcsc import list_readers
@@ -606,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30, help="alternating read rounds")
     parser.add_argument("--sm2-seconds", type=float, default=1.5, help="per SM2 figure")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="also profile N library reads through pcscd, per layer")
+                        help="also profile N library reads through pcscd: own time per layer "
+                        "(cProfile), link round trips and host gaps")
     parser.add_argument("--no-sm2", action="store_true")
     parser.add_argument("--no-read", action="store_true")
     args = parser.parse_args(argv)
