@@ -277,3 +277,19 @@ def test_sam_public_files() -> None:
     assert app.to_bytes()[17:] == bytes.fromhex("2024010120340101")
     with pytest.raises(model.DecodeError, match="14 bytes"):
         model.SamPublicInfo.from_bytes(b"\x00")
+
+
+def test_decoded_values_are_the_same_objects_their_constructor_makes() -> None:
+    """Decoders fill the instance directly (no frozen-dataclass __init__): same value, same
+    behaviour (equality, hash, replace, frozenness)."""
+    sample = model.sample_resident()
+    record = next(r for r in sample.inpatient if r is not None)
+    decoded = type(record).from_bytes(record.to_bytes())
+    built = type(record)(**decoded.values())
+    assert decoded == built and hash(decoded) == hash(built) and repr(decoded) == repr(built)
+    assert vars(decoded) == vars(built)
+    assert decoded.replace(medical_record_number="42") == built.replace(medical_record_number="42")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.medical_record_number = "1"  # type: ignore[misc]
+    issuer = model.IssuerData.from_records(dict(sample.issuer.to_records()))
+    assert issuer == sample.issuer and vars(issuer) == vars(sample.issuer)

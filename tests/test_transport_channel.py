@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from healthcard_apdu.apdu import ApduFormatError, CommandApdu, NotFound, WrongLength
 from healthcard_apdu.apdu import commands as c
 from healthcard_apdu.transport import Channel, InProcessTransport, ProtocolError, Transport
 from healthcard_apdu.transport.testing import TinyCard
+from healthcard_apdu.transport.trace import Tracer
 
 
 class ScriptedLink(Transport):
@@ -195,3 +199,52 @@ def test_response_without_status_word_is_a_protocol_error() -> None:
 def test_invalid_limits_are_rejected() -> None:
     with pytest.raises(ValueError, match="positive"):
         Channel(ScriptedLink([]), max_command_data=0)
+
+
+# -- the untraced fast path of call() behaves like the traced general path -------------------
+
+_SCRIPTS = {
+    "9000": [("00B2010405", "01020304059000")],
+    "61xx": [("00B2010405", "6105"), ("00C0000005", "01020304059000")],
+    "6Cxx": [("00B2010405", "6C03"), ("00B2010403", "0102039000")],
+    "refused": [("00B2010405", "6A83")],
+    "9000 without data": [("00B2010405", "9000")],
+    "no status word": [("00B2010405", "90")],
+}
+
+
+def _outcome(channel: Channel) -> tuple[str, object]:
+    try:
+        response = channel.call(c.read_record(1, 5))
+    except Exception as exc:  # the typed error is part of the behaviour compared
+        return type(exc).__name__, str(exc)
+    return "ok", (response.data, response.sw, type(response.data))
+
+
+@pytest.mark.parametrize("case", sorted(_SCRIPTS))
+def test_call_without_trace_answers_as_with_trace(case: str, tmp_path: Path) -> None:
+    fast_link, traced_link = ScriptedLink(_SCRIPTS[case]), ScriptedLink(_SCRIPTS[case])
+    fast = _outcome(Channel(fast_link))
+    with Tracer(tmp_path / "trace.jsonl") as tracer:
+        traced = _outcome(Channel(traced_link, trace=tracer))
+    assert fast == traced
+    assert fast_link.sent == traced_link.sent
+    assert fast_link.done()
+
+
+def test_call_with_a_bytearray_link_returns_bytes() -> None:
+    class BytearrayLink(ScriptedLink):
+        def transmit(self, apdu: bytes) -> bytes:
+            return bytearray(super().transmit(apdu))  # type: ignore[return-value]
+
+    response = Channel(BytearrayLink(_SCRIPTS["9000"])).call(c.read_record(1, 5))
+    assert type(response.data) is bytes and response.data == bytes.fromhex("0102030405")
+
+
+def test_memoized_commands_encode_once_and_copies_re_encode() -> None:
+    first, again = c.read_record(3, 0x20), c.read_record(3, 0x20)
+    assert first is again and first.to_bytes() == bytes.fromhex("00B2030420")
+    longer = first.with_le(0x30)
+    assert longer.to_bytes() == bytes.fromhex("00B2030430")
+    replaced = dataclasses.replace(first, p1=4)
+    assert replaced.to_bytes() == bytes.fromhex("00B2040420") and replaced != first

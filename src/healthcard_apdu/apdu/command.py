@@ -35,10 +35,15 @@ class CommandApdu:
     le: int | None = None
     extended: bool | None = None
     name: str = field(default="", compare=False)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for label, value in zip(("CLA", "INS", "P1", "P2"), self.header_values, strict=True):
-            _byte(label, value)
+        if not (
+            0 <= self.cla <= 0xFF and 0 <= self.ins <= 0xFF
+            and 0 <= self.p1 <= 0xFF and 0 <= self.p2 <= 0xFF
+        ):
+            for label, value in zip(("CLA", "INS", "P1", "P2"), self.header_values, strict=True):
+                _byte(label, value)
         if not isinstance(self.data, bytes):
             object.__setattr__(self, "data", bytes(self.data))
         if len(self.data) > EXTENDED_MAX_LC:
@@ -77,7 +82,14 @@ class CommandApdu:
         return bytes((self.cla, self.ins, self.p1, self.p2))
 
     def to_bytes(self) -> bytes:
-        """Encode to wire bytes."""
+        """Encode to wire bytes (computed once per command object)."""
+        wire = self._wire
+        if wire is None:
+            wire = self._encode()
+            object.__setattr__(self, "_wire", wire)
+        return wire
+
+    def _encode(self) -> bytes:
         out = bytearray(self.header)
         if self.extended:
             if self.data:

@@ -3,12 +3,20 @@
 Each builder returns a named :class:`CommandApdu`; names appear in traces and errors.
 References: docs/reference/healthcard-layout.md §4 (user card and SAM),
 docs/reference/cos-crypto.md §2 (FMCOS issuance).
+
+Builders without a data payload (SELECT by FID, READ BINARY/RECORD, GET CHALLENGE, GET
+RESPONSE) are memoized: a command is immutable and encodes itself once, so a card read does not
+rebuild and re-encode the same APDUs (bounded caches).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from healthcard_apdu.apdu.command import CommandApdu
 from healthcard_apdu.apdu.errors import ApduFormatError
+
+_CACHED = lru_cache(maxsize=1024)
 
 
 def _fid(fid: int) -> bytes:
@@ -17,6 +25,7 @@ def _fid(fid: int) -> bytes:
     return fid.to_bytes(2, "big")
 
 
+@_CACHED
 def select_fid(fid: int, *, fci: bool = False) -> CommandApdu:
     """SELECT by 2-byte FID (``00 A4 00 00 02 FID``); ``fci`` adds Le=00 for the FCI."""
     return CommandApdu(0x00, 0xA4, 0x00, 0x00, _fid(fid), 256 if fci else None,
@@ -28,6 +37,7 @@ def select_name(name: bytes) -> CommandApdu:
     return CommandApdu(0x00, 0xA4, 0x04, 0x00, name, 256, name="SELECT by name")
 
 
+@_CACHED
 def read_binary(offset: int, length: int) -> CommandApdu:
     if not 0 <= offset <= 0x7FFF:
         raise ApduFormatError(f"READ BINARY offset {offset} out of 0..32767")
@@ -40,11 +50,13 @@ def update_binary(offset: int, data: bytes, *, cla: int = 0x00) -> CommandApdu:
     return CommandApdu(cla, 0xD6, offset >> 8, offset & 0xFF, data, name="UPDATE BINARY")
 
 
+@_CACHED
 def read_record(number: int, length: int = 256) -> CommandApdu:
     """READ RECORD by number (P2=04)."""
     return CommandApdu(0x00, 0xB2, number, 0x04, le=length, name=f"READ RECORD {number}")
 
 
+@_CACHED
 def read_record_by_tag(tag: int, length: int) -> CommandApdu:
     """READ RECORD by identifier: first record whose tag is P1 (P2=00), as in the traces."""
     return CommandApdu(0x00, 0xB2, tag, 0x00, le=length, name=f"READ RECORD tag {tag:02X}")
@@ -69,6 +81,7 @@ def erase_record_flag(number: int) -> CommandApdu:
     return CommandApdu(0x84, 0x0C, number, 0x04, le=256, name=f"ERASE RECORD flag {number}")
 
 
+@_CACHED
 def get_challenge(length: int = 8) -> CommandApdu:
     return CommandApdu(0x00, 0x84, 0x00, 0x00, le=length, name="GET CHALLENGE")
 
@@ -83,6 +96,7 @@ def internal_authenticate(key_ref: int, data: bytes, *, p1: int = 0x00) -> Comma
                        name=f"INTERNAL AUTHENTICATE {key_ref:02X}")
 
 
+@_CACHED
 def get_response(length: int) -> CommandApdu:
     return CommandApdu(0x00, 0xC0, 0x00, 0x00, le=length or 256, name="GET RESPONSE")
 

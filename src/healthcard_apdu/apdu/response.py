@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from healthcard_apdu.apdu.errors import ApduFormatError
 from healthcard_apdu.apdu.status import SUCCESS, error_for
 
+_new = object.__new__
+_set = object.__setattr__
+
 
 @dataclass(frozen=True, slots=True)
 class ResponseApdu:
@@ -32,6 +35,14 @@ class ResponseApdu:
     @property
     def ok(self) -> bool:
         return self.sw == SUCCESS
+
+    @classmethod
+    def success(cls, data: bytes) -> ResponseApdu:
+        """A 9000 response holding ``data`` (bytes), without re-checking (the hot path)."""
+        response = _new(cls)
+        _set(response, "data", data)
+        _set(response, "sw", SUCCESS)
+        return response
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ResponseApdu:

@@ -151,6 +151,70 @@ _KINDS = {"DF03/EE": _INPATIENT, "DF03/ED": _OUTPATIENT}
 _CYCLIC: dict[str, type[CyclicFile[Any]]] = {"DF02/EF07": Allergies, "DF02/EF08": Immunizations}
 
 
+# Per-file read plans: the commands and error contexts of a file's reads are built once per
+# process (commands are immutable), not per APDU. Keyed by EF path; bounded.
+_Step = tuple[CommandApdu, str]
+_STEPS: dict[tuple[str, int, int, bool], _Step] = {}
+_RECORD_READS: dict[tuple[str, bool, bool], tuple[tuple[int, CommandApdu, str], ...]] = {}
+_MAX_STEPS = 4096
+
+
+def _remember(key: tuple[str, int, int, bool], step: _Step) -> _Step:
+    if len(_STEPS) >= _MAX_STEPS:
+        _STEPS.clear()
+    _STEPS[key] = step
+    return step
+
+
+def _binary_step(path: str, position: int, size: int) -> _Step:
+    """READ BINARY of ``size`` bytes at ``position`` and its error context."""
+    step = _STEPS.get((path, position, size, True))
+    if step is None:
+        where = f"{path} bytes {position}-{position + size - 1}"
+        step = (commands.read_binary(position, size), where)
+        _remember((path, position, size, True), step)
+    return step
+
+
+def _record_step(path: str, number: int, length: int) -> _Step:
+    """READ RECORD ``number`` (``length`` bytes) and its error context."""
+    step = _STEPS.get((path, number, length, False))
+    if step is None:
+        step = _remember(
+            (path, number, length, False),
+            (commands.read_record(number, length), f"{path} record {number}"),
+        )
+    return step
+
+
+def _record_reads(
+    target: EF, by_tag: bool, whole: bool
+) -> tuple[tuple[int, CommandApdu, str], ...]:
+    """(record number, READ RECORD, error context) for every record of a record file; by
+    number with Le = 00 (the whole record) when ``whole``."""
+    plan = _RECORD_READS.get((target.path, by_tag, whole))
+    if plan is None:
+        steps: list[tuple[int, CommandApdu, str]] = []
+        if target.structure == "tlv_records":
+            for it in target.items:
+                assert it.record is not None and it.tag is not None
+                steps.append((
+                    it.record,
+                    commands.read_record_by_tag(it.tag, it.tlv_length)
+                    if by_tag
+                    else commands.read_record(it.record, _WHOLE_RECORD if whole else it.tlv_length),
+                    f"{target.path} record {it.record} (item {it.no} {it.code})",
+                ))
+        else:
+            for number, length in target.record_lengths().items():
+                steps.append(
+                    (number, commands.read_record(number, _WHOLE_RECORD if whole else length),
+                     f"{target.path} record {number}")
+                )
+        plan = _RECORD_READS[(target.path, by_tag, whole)] = tuple(steps)
+    return plan
+
+
 def _blank(raw: bytes) -> bool:
     return not raw.strip(b"\x00") or not raw.strip(b"\xff")
 
@@ -628,8 +692,12 @@ class HealthCard:
             self._notice(CardNotice.from_decode(warning, path))
         return value
 
+    def _whole_records(self) -> bool:
+        """READ RECORD by number asks for the whole record when the channel can take it."""
+        return self.channel.max_response >= _WHOLE_RECORD
+
     def _record_le(self, length: int) -> int:
-        return _WHOLE_RECORD if self.channel.max_response >= _WHOLE_RECORD else length
+        return _WHOLE_RECORD if self._whole_records() else length
 
     def _read_binary(self, target: EF, offset: int, length: int, key: str | None) -> bytes:
         session = self.session
@@ -639,8 +707,8 @@ class HealthCard:
         position = offset
         while position < end:
             size = min(self.read_chunk, end - position)
-            where = f"{target.path} bytes {position}-{position + size - 1}"
-            data = session.call(commands.read_binary(position, size), where).data
+            command, where = _binary_step(target.path, position, size)
+            data = session.call(command, where).data
             if len(data) != size:
                 raise CardOperationError(
                     f"{where}: card returned {len(data)} bytes, expected {size}", path=target.path
@@ -665,21 +733,8 @@ class HealthCard:
         session.ensure_access(target, target.read_key, target.path)
         by_tag = self.read_issuer_by_tag and target.path == _ISSUER
         records: dict[int, bytes] = {}
-        if target.structure == "tlv_records":
-            for it in target.items:
-                assert it.record is not None and it.tag is not None
-                where = f"{target.path} record {it.record} (item {it.no} {it.code})"
-                command = (
-                    commands.read_record_by_tag(it.tag, it.tlv_length)
-                    if by_tag
-                    else commands.read_record(it.record, self._record_le(it.tlv_length))
-                )
-                records[it.record] = session.call(command, where).data
-        else:
-            for number, length in target.record_lengths().items():
-                where = f"{target.path} record {number}"
-                command = commands.read_record(number, self._record_le(length))
-                records[number] = session.call(command, where).data
+        for number, command, where in _record_reads(target, by_tag, self._whole_records()):
+            records[number] = session.call(command, where).data
         return self._decoded(target.path, lambda w: cls.from_records(records, warnings=w))
 
     def _write_records(self, value: FileValue) -> None:
@@ -721,8 +776,8 @@ class HealthCard:
         for number in range(1, (target.record_count or 0) + 1):
             try:
                 records[number] = self.session.call(
-                    commands.read_record(number, self._record_le(target.record_length or 256)),
-                    f"{target.path} record {number}",
+                    *_record_step(target.path, number,
+                                  self._record_le(target.record_length or 256))
                 ).data
             except NotFound:
                 break  # a cyclic file holds only the records written so far

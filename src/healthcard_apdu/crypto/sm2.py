@@ -1,20 +1,25 @@
 """SM2 digital signatures (GB/T 32918.2 / GM/T 0003.2) on plain Python integers.
 
-Points use Jacobian coordinates; scalar multiples of the generator use a per-curve table
-of precomputed multiples (built once per curve, public data only), other points a 4-bit
-fixed window. SM3 comes from ``cryptography``.
+Points use Jacobian coordinates. Multiples of the generator use a signed comb table built once
+per curve (public data); verification adds u2 * P from a comb table cached per public key once
+that key is seen a second time (bounded LRU), else from a width-5 NAF, and compares x without
+an inversion. docs/crypto.md gives the design and the figures. SM3 comes from ``cryptography``.
 
-This code is not constant-time: timing may leak information about private keys and
-nonces. It is meant for tests, simulation and personalization hosts, not for hostile
-shared environments.
+Signing and key derivation run a fixed sequence of mixed additions whatever the scalar (odd
+digits only, no zero window skipped, negative table entries precomputed, parity fixed by
+arithmetic). This is still not constant-time: table indices follow the secret digits, and
+Python's integer arithmetic takes value-dependent time. It is meant for tests, simulation and
+personalization hosts, not for hostile shared environments.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+import operator
 import secrets
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .errors import CryptoError
@@ -25,6 +30,7 @@ __all__ = [
     "SM2P256V1",
     "SM2_GBT32918_TEST_CURVE",
     "Sm2Curve",
+    "sm2_clear_caches",
     "sm2_decode_public",
     "sm2_encode_public",
     "sm2_generate_private",
@@ -41,8 +47,11 @@ DEFAULT_SM2_USER_ID = b"1234567812345678"
 Point = tuple[int, int]
 _Jacobian = tuple[int, int, int]
 _INFINITY: _Jacobian = (1, 1, 0)
-_WINDOW_BITS = 4
-_WINDOW_SIZE = 1 << _WINDOW_BITS
+_BASE_WINDOW = 8  # generator comb: 33 rows of 256 points on 256-bit curves (~1.5 MB, once)
+_KEY_WINDOW = 7  # comb of a public key seen again: 37 rows of 128 points (~0.8 MB per key)
+_WNAF_WINDOW = 5  # public keys seen for the first time
+_MAX_CACHED_KEYS = 8
+_MAX_SEEN_KEYS = 256
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,13 @@ SM2_GBT32918_TEST_CURVE = Sm2Curve(
 
 
 # --- point arithmetic (Jacobian: x = X/Z^2, y = Y/Z^3) ----------------------------------
+#
+# Scalar multiples of G and of public keys seen again use signed fixed-window comb tables:
+# row i holds the odd multiples +-1, +-3, ..., +-(2^w - 1) of 2^(w*i) * B in affine form, so a
+# multiple k*B costs one mixed addition per row and no doubling. The scalar is first made odd
+# (k + n when k is even, by arithmetic rather than a branch) and recoded into odd digits
+# (never zero), so every row contributes exactly one addition: the sequence of operations
+# does not depend on the scalar. Public keys seen for the first time use a width-5 NAF.
 
 
 def _double(pt: _Jacobian, curve: Sm2Curve) -> _Jacobian:
@@ -118,7 +134,7 @@ def _double(pt: _Jacobian, curve: Sm2Curve) -> _Jacobian:
 
 
 def _add_affine(pt: _Jacobian, q: Point, curve: Sm2Curve) -> _Jacobian:
-    """Jacobian + affine (mixed addition)."""
+    """Jacobian + affine (mixed addition), complete (doubling and infinity handled)."""
     x1, y1, z1 = pt
     if z1 == 0:
         return (q[0], q[1], 1)
@@ -179,62 +195,241 @@ def _finite(pt: _Jacobian, curve: Sm2Curve) -> Point:
     return point
 
 
-def _multiples(base: Point, curve: Sm2Curve) -> list[Point | None]:
-    """[None, 1*base, 2*base, ..., 15*base] in affine form."""
-    table: list[Point | None] = [None, base]
-    acc: _Jacobian = (base[0], base[1], 1)
-    for _ in range(2, _WINDOW_SIZE):
-        acc = _add_affine(acc, base, curve)
-        table.append(_to_affine(acc, curve))
-    return table
+def _normalize(points: Sequence[_Jacobian], p: int) -> list[Point]:
+    """Affine forms of finite Jacobian points with one inversion (Montgomery's trick)."""
+    prefix = []
+    acc = 1
+    for point in points:
+        acc = acc * point[2] % p
+        prefix.append(acc)
+    inverse = pow(acc, -1, p)
+    out: list[Point] = [(0, 0)] * len(points)
+    for index in range(len(points) - 1, -1, -1):
+        x, y, z = points[index]
+        z_inv = inverse * prefix[index - 1] % p if index else inverse
+        inverse = inverse * z % p
+        z_inv2 = z_inv * z_inv % p
+        out[index] = (x * z_inv2 % p, y * z_inv2 * z_inv % p)
+    return out
 
 
-def _window_mult(k: int, base: Point, curve: Sm2Curve) -> _Jacobian:
-    """k * base for any point, fixed 4-bit window."""
-    table = _multiples(base, curve)
-    acc = _INFINITY
-    for shift in range(((k.bit_length() + 3) // 4) * 4 - 4, -1, -4):
-        for _ in range(_WINDOW_BITS):
-            acc = _double(acc, curve)
-        entry = table[(k >> shift) & 0xF]
-        if entry is not None:
-            acc = _add_affine(acc, entry, curve)
-    return acc
+def _accumulate(acc: _Jacobian, points: Iterable[Point], curve: Sm2Curve) -> _Jacobian:
+    """acc + sum(points) by mixed additions (the hot loop, inlined)."""
+    p = curve.p
+    x1, y1, z1 = acc
+    for x2, y2 in points:
+        if z1 == 0:
+            x1, y1, z1 = x2, y2, 1
+            continue
+        z1z1 = z1 * z1 % p
+        h = (x2 * z1z1 - x1) % p
+        r = (y2 * z1 * z1z1 - y1) % p
+        if h == 0:  # acc == +-point: only for crafted inputs, never for a valid signature
+            x1, y1, z1 = _add_affine((x1, y1, z1), (x2, y2), curve)
+            continue
+        hh = h * h % p
+        hhh = h * hh % p
+        v = x1 * hh % p
+        x1 = (r * r - hhh - 2 * v) % p
+        y1 = (r * (v - x1) - y1 * hhh) % p
+        z1 = z1 * h % p
+    return (x1, y1, z1)
 
 
-_BASE_TABLES: dict[Sm2Curve, list[list[Point | None]]] = {}
+_Comb = tuple[int, list[list[Point]]]
+"""(window bits w, rows): rows[i][j] = (2j + 1 - 2^w) * 2^(w*i) * B, i.e. odd digits
+-(2^w - 1) .. 2^w - 1 in order."""
+
+
+def _comb_rows(curve: Sm2Curve, window: int) -> int:
+    """Rows needed for any odd scalar below 2n (see :func:`_comb_indices`)."""
+    return -(-(curve.n.bit_length() + 2) // window)
+
+
+def _add_many(left: Sequence[Point], right: Sequence[Point], p: int) -> list[Point]:
+    """Affine sums left[i] + right[i] with one shared inversion (Montgomery's trick).
+
+    The points of a pair must have different x (true wherever the tables use it).
+    """
+    denominators = [(q[0] - pt[0]) % p for pt, q in zip(left, right, strict=True)]
+    prefix = []
+    acc = 1
+    for value in denominators:
+        acc = acc * value % p
+        prefix.append(acc)
+    if acc == 0:
+        raise CryptoError("SM2: table points collide")  # pragma: no cover - impossible
+    inverse = pow(acc, -1, p)
+    out: list[Point] = [(0, 0)] * len(left)
+    for index in range(len(left) - 1, -1, -1):
+        d_inv = inverse * prefix[index - 1] % p if index else inverse
+        inverse = inverse * denominators[index] % p
+        x1, y1 = left[index]
+        x2, y2 = right[index]
+        lam = (y2 - y1) * d_inv % p
+        x3 = (lam * lam - x1 - x2) % p
+        out[index] = (x3, (lam * (x1 - x3) - y1) % p)
+    return out
+
+
+def _comb_table(base: Point, window: int, curve: Sm2Curve) -> _Comb:
+    """The signed odd-multiple comb table of ``base`` (public data).
+
+    All rows are built side by side in affine form: one shared inversion per odd multiple.
+    """
+    p = curve.p
+    count = _comb_rows(curve, window)
+    bases_jacobian: list[_Jacobian] = [(base[0], base[1], 1)]
+    for _ in range(count - 1):
+        point = bases_jacobian[-1]
+        for _ in range(window):
+            point = _double(point, curve)
+        bases_jacobian.append(point)
+    bases = _normalize(bases_jacobian, p)  # 2^(w*i) * base
+    twice = _normalize([_double((x, y, 1), curve) for x, y in bases], p)
+    columns = [bases]  # columns[j][i] = (2j + 1) * 2^(w*i) * base
+    for _ in range((1 << (window - 1)) - 1):
+        columns.append(_add_many(columns[-1], twice, p))
+    rows: list[list[Point]] = []
+    for index in range(count):
+        positive = [column[index] for column in columns]
+        rows.append([(x, p - y) for x, y in reversed(positive)] + positive)
+    return (window, rows)
+
+
+def _comb_indices(k: int, window: int, count: int, n: int) -> list[int]:
+    """Row indices of k*B: the regular odd-digit recoding of k (or k + n when k is even).
+
+    Every digit is odd, so every row is used; the parity fix is arithmetic (no branch).
+    """
+    k += n * (1 - (k & 1))
+    mask = (1 << (window + 1)) - 1
+    half = 1 << window
+    indices = []
+    for _ in range(count - 1):
+        low = k & mask  # odd; the digit is low - 2^w
+        indices.append((low - 1) >> 1)
+        k = (k - low + half) >> window
+    if not 0 < k < half:
+        raise CryptoError("SM2 scalar is wider than the curve order")
+    indices.append((k + half - 1) >> 1)
+    return indices
+
+
+def _comb_mult(k: int, comb: _Comb, curve: Sm2Curve, acc: _Jacobian = _INFINITY) -> _Jacobian:
+    """acc + k * B for the base B of ``comb`` (one mixed addition per row)."""
+    window, rows = comb
+    indices = _comb_indices(k, window, len(rows), curve.n)
+    return _accumulate(acc, map(operator.getitem, rows, indices), curve)
+
+
+def _wnaf(k: int, window: int) -> list[int]:
+    """Width-w NAF digits of k > 0, least significant first."""
+    digits = []
+    full = 1 << window
+    half = full >> 1
+    while k:
+        if k & 1:
+            digit = k & (full - 1)
+            if digit >= half:
+                digit -= full
+            k -= digit
+        else:
+            digit = 0
+        digits.append(digit)
+        k >>= 1
+    return digits
+
+
+def _wnaf_mult(k: int, base: Point, curve: Sm2Curve) -> _Jacobian:
+    """k * base for a point without a cached table: width-5 NAF, doublings inlined."""
+    p = curve.p
+    twice = _finite(_double((base[0], base[1], 1), curve), curve)
+    odd = [(base[0], base[1], 1)]
+    for _ in range((1 << (_WNAF_WINDOW - 2)) - 1):
+        odd.append(_add_affine(odd[-1], twice, curve))
+    positive = _normalize(odd, p)
+    table: dict[int, Point] = {}
+    for index, (x, y) in enumerate(positive):
+        table[2 * index + 1] = (x, y)
+        table[-2 * index - 1] = (x, p - y)
+    minus_3 = curve.a == p - 3
+    x1, y1, z1 = _INFINITY
+    for digit in reversed(_wnaf(k, _WNAF_WINDOW)):
+        if z1:
+            if minus_3 and y1:
+                yy = y1 * y1 % p
+                s = 4 * x1 * yy % p
+                zz = z1 * z1 % p
+                m = 3 * (x1 - zz) * (x1 + zz) % p
+                z1 = 2 * y1 * z1 % p
+                x1 = (m * m - 2 * s) % p
+                y1 = (m * (s - x1) - 8 * yy * yy) % p
+            else:
+                x1, y1, z1 = _double((x1, y1, z1), curve)
+        if digit:
+            x1, y1, z1 = _add_affine((x1, y1, z1), table[digit], curve)
+    return (x1, y1, z1)
+
+
+_BASE_TABLES: dict[Sm2Curve, _Comb] = {}
 _MAX_CACHED_CURVES = 4
+_KEY_TABLES: OrderedDict[tuple[Sm2Curve, Point], _Comb] = OrderedDict()
+_SEEN_KEYS: OrderedDict[tuple[Sm2Curve, Point], None] = OrderedDict()
+_ZA_CACHE: dict[tuple[Sm2Curve, Point, bytes], bytes] = {}
+_CACHE_LOCK = threading.Lock()
 
 
-def _base_table(curve: Sm2Curve) -> list[list[Point | None]]:
-    """table[i][j] = j * 16^i * G; public data, cached per curve (bounded)."""
+def _base_table(curve: Sm2Curve) -> _Comb:
+    """The generator's comb table; public data, built once per curve (bounded)."""
     table = _BASE_TABLES.get(curve)
     if table is None:
-        table = []
-        base = curve.generator
-        for _ in range((curve.n.bit_length() + 3) // 4):
-            table.append(_multiples(base, curve))
-            acc: _Jacobian = (base[0], base[1], 1)
-            for _ in range(_WINDOW_BITS):
-                acc = _double(acc, curve)
-            base = _finite(acc, curve)  # 16 * base
-        if len(_BASE_TABLES) >= _MAX_CACHED_CURVES:
-            _BASE_TABLES.clear()
-        _BASE_TABLES[curve] = table
+        table = _comb_table(curve.generator, _BASE_WINDOW, curve)
+        with _CACHE_LOCK:
+            if len(_BASE_TABLES) >= _MAX_CACHED_CURVES:
+                _BASE_TABLES.clear()
+            _BASE_TABLES[curve] = table
     return table
 
 
 def _base_mult(k: int, curve: Sm2Curve) -> _Jacobian:
-    """k * G using the precomputed generator table (no doublings)."""
-    acc = _INFINITY
-    for row in _base_table(curve):
-        entry = row[k & 0xF]
-        if entry is not None:
-            acc = _add_affine(acc, entry, curve)
-        k >>= 4
-    if k:
-        raise CryptoError("SM2 scalar is wider than the curve order")
-    return acc
+    """k * G (0 < k < n) with the generator table: a fixed sequence of mixed additions."""
+    return _comb_mult(k, _base_table(curve), curve)
+
+
+def _key_table(public: Point, curve: Sm2Curve) -> _Comb | None:
+    """The cached comb table of a public key seen before; None the first time it is seen.
+
+    Keys (public data) are remembered in bounded LRU maps: the second verification under a
+    key builds its table, later ones reuse it.
+    """
+    key = (curve, public)
+    with _CACHE_LOCK:
+        table = _KEY_TABLES.get(key)
+        if table is not None:
+            _KEY_TABLES.move_to_end(key)
+            return table
+        if key not in _SEEN_KEYS:
+            _SEEN_KEYS[key] = None
+            if len(_SEEN_KEYS) > _MAX_SEEN_KEYS:
+                _SEEN_KEYS.popitem(last=False)
+            return None
+        del _SEEN_KEYS[key]
+    table = _comb_table(public, _KEY_WINDOW, curve)
+    with _CACHE_LOCK:
+        _KEY_TABLES[key] = table
+        if len(_KEY_TABLES) > _MAX_CACHED_KEYS:
+            _KEY_TABLES.popitem(last=False)
+    return table
+
+
+def sm2_clear_caches() -> None:
+    """Forget the cached generator and public-key tables (they are rebuilt when needed)."""
+    with _CACHE_LOCK:
+        _BASE_TABLES.clear()
+        _KEY_TABLES.clear()
+        _SEEN_KEYS.clear()
+        _ZA_CACHE.clear()
 
 
 # --- keys ----------------------------------------------------------------------------
@@ -287,16 +482,25 @@ def sm2_decode_public(data: bytes, curve: Sm2Curve = SM2P256V1) -> Point:
 def sm2_za(
     public: Point, user_id: bytes = DEFAULT_SM2_USER_ID, curve: Sm2Curve = SM2P256V1
 ) -> bytes:
-    """Z_A = SM3(ENTL_A || ID_A || a || b || xG || yG || xA || yA)."""
+    """Z_A = SM3(ENTL_A || ID_A || a || b || xG || yG || xA || yA) (public data; the last
+    values are remembered, bounded)."""
+    key = (curve, public, bytes(user_id))
+    za = _ZA_CACHE.get(key)
+    if za is not None:
+        return za
     _check_public(public, curve)
     bits = len(user_id) * 8
     if bits > 0xFFFF:
         raise CryptoError(f"SM2 user ID is {len(user_id)} bytes, at most 8191 allowed")
     size = curve.byte_length
     fields = (curve.a, curve.b, curve.gx, curve.gy, public[0], public[1])
-    return sm3(
+    za = sm3(
         bits.to_bytes(2, "big") + bytes(user_id) + b"".join(v.to_bytes(size, "big") for v in fields)
     )
+    if len(_ZA_CACHE) >= _MAX_SEEN_KEYS:
+        _ZA_CACHE.clear()
+    _ZA_CACHE[key] = za
+    return za
 
 
 def rfc6979_nonces(private: int, digest: bytes, order: int) -> Iterator[int]:
@@ -313,7 +517,7 @@ def rfc6979_nonces(private: int, digest: bytes, order: int) -> Iterator[int]:
         return value >> max(0, 8 * len(data) - qlen)
 
     def mac(key: bytes, data: bytes) -> bytes:
-        return hmac.new(key, data, hashlib.sha256).digest()
+        return hmac.digest(key, data, "sha256")
 
     x = private.to_bytes(rolen, "big")
     h = (bits2int(digest) % order).to_bytes(rolen, "big")
@@ -404,10 +608,25 @@ def sm2_verify_digest(
     t = (r + s) % n
     if t == 0:
         return False
-    point = _to_affine(_add(_base_mult(s, curve), _window_mult(t, public, curve), curve), curve)
-    if point is None:
+    acc = _base_mult(s, curve)
+    table = _key_table(public, curve)
+    if table is not None:
+        acc = _comb_mult(t, table, curve, acc)
+    else:
+        acc = _add(_wnaf_mult(t, public, curve), acc, curve)
+    x, _, z = acc
+    if z == 0:
         return False
-    return (int.from_bytes(e, "big") + point[0]) % n == r
+    # affine x1 = X / Z^2 must be the x1 in [0, p) with (e + x1) mod n == r: compare
+    # X with candidate * Z^2 instead of inverting Z
+    p = curve.p
+    zz = z * z % p
+    candidate = (r - int.from_bytes(e, "big")) % n
+    while candidate < p:
+        if (candidate * zz - x) % p == 0:
+            return True
+        candidate += n
+    return False
 
 
 def sm2_verify(

@@ -80,15 +80,15 @@ def encode_cn(item: Item, value: object) -> bytes:
 
 
 def decode_cn(item: Item, raw: bytes) -> str:
-    text = raw.hex().upper()
-    cut = text.find("F")
+    text = raw.hex()  # lower case: "f" padding, "a" decimal point
+    cut = text.find("f")
     if cut >= 0:
-        if text.count("F", cut) != len(text) - cut:
+        if text.count("f", cut) != len(text) - cut:
             raise DecodeError(item, raw, "cn value has digits after the F padding")
         text = text[:cut]
-    if _DIGITS.issuperset(text):
+    if not text or text.isdigit():  # hex digits: isdigit() means 0-9 only
         return text
-    dotted = text.replace("A", ".")
+    dotted = text.upper().replace("A", ".")
     if item.kind == "decimal" and _DECIMAL.fullmatch(dotted):
         return dotted
     raise DecodeError(item, raw, "cn value holds a non-decimal nibble")
@@ -213,16 +213,18 @@ def encode_item(item: Item, value: object) -> bytes:
 
 def decode_item(item: Item, raw: bytes) -> Value:
     """Decode the item's card bytes (exactly ``item.length``; the photo may be shorter)."""
-    raw = bytes(raw)
-    if item.kind == "photo":
+    if type(raw) is not bytes:
+        raw = bytes(raw)
+    fmt = item.fmt
+    if fmt == "b" and item.kind == "photo":  # (photo items are binary)
         if len(raw) > item.length:
             raise DecodeError(item, raw[:2], f"photo file longer than {item.length} bytes")
         return _decode_photo(item, raw)
     if len(raw) != item.length:
         raise DecodeError(item, raw, f"needs {item.length} bytes, got {len(raw)}")
-    if item.fmt == "ans":
+    if fmt == "ans":
         return decode_ans(item, raw)
-    if item.fmt == "cn":
+    if fmt == "cn":
         return decode_cn(item, raw)
     return _decode_b(item, raw)
 

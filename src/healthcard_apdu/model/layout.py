@@ -331,11 +331,17 @@ def key(name: str) -> Key:
         raise LayoutError(f"no key {name!r}") from None
 
 
+_FILES_OF_LAYOUT: dict[str, tuple[EF, ...]] = {}
+
+
 def files_of_layout(layout: str) -> tuple[EF, ...]:
     """The EFs that use a layout (three for DF03/EE, five for DF03/ED, else one)."""
-    files = tuple(e for e in EFS if e.layout == layout)
-    if not files:
-        raise LayoutError(f"no item layout {layout!r}")
+    files = _FILES_OF_LAYOUT.get(layout)
+    if files is None:
+        files = tuple(e for e in EFS if e.layout == layout)
+        if not files:
+            raise LayoutError(f"no item layout {layout!r}")
+        _FILES_OF_LAYOUT[layout] = files
     return files
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from healthcard_apdu.crypto import (
@@ -182,5 +183,12 @@ def verify_record(data: bytes, signature: bytes, certificate: bytes) -> bool:
     returns False. The certificate's own signature and validity are not checked here
     (see :meth:`SamCertificate.verify_signature`).
     """
-    cert = SamCertificate.from_bytes(certificate)
+    cert = _parsed_certificate(bytes(certificate))
     return sm2_verify(cert.public_key, bytes(data), bytes(signature), DEFAULT_SM2_USER_ID)
+
+
+@lru_cache(maxsize=64)
+def _parsed_certificate(raw: bytes) -> SamCertificate:
+    """:meth:`SamCertificate.from_bytes`, remembered: the same SAM certificate is in every
+    record it signed (a malformed one raises each time)."""
+    return SamCertificate.from_bytes(raw)

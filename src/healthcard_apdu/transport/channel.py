@@ -28,6 +28,7 @@ SecretSpec = bool | Range | Sequence[Range]
 _GET_RESPONSE = 0xC0
 _CHAIN_BIT = 0x10
 _SM_BITS = 0x0C
+_SW_OK = b"\x90\x00"
 
 
 def _secret_list(secret: SecretSpec, length: int) -> list[Range]:
@@ -96,6 +97,17 @@ class Channel:
 
     def call(self, cmd: CommandApdu, *, secret: SecretSpec = ()) -> ResponseApdu:
         """Like :meth:`send`, but a status word other than 9000 raises its typed CardError."""
+        if (
+            self.trace is None
+            and len(cmd.data) <= self.max_command_data
+            and (cmd.le is None or cmd.le <= self.max_response)
+        ):
+            # the hot path: one link exchange answered 9000 (anything else goes the long way)
+            raw = self.transport.transmit(cmd.to_bytes())
+            if raw[-2:] == _SW_OK:
+                data = raw[:-2]
+                return ResponseApdu.success(data if type(data) is bytes else bytes(data))
+            return self._collect(cmd, self._answer(cmd, raw, ())).check(cmd.label, cmd.ins)
         return self.send(cmd, secret=secret).check(cmd.label, cmd.ins)
 
     def atr(self) -> bytes:
@@ -132,22 +144,24 @@ class Channel:
     def _exchange(self, cmd: CommandApdu, data_secret: Sequence[Range]) -> ResponseApdu:
         """One link round trip, traced; ``data_secret`` are ranges of ``cmd.data``."""
         raw = cmd.to_bytes()
+        trace = self.trace
+        if trace is None:
+            return self._parse(cmd, self.transport.transmit(raw))
         wire_secret = shift_ranges(data_secret, wire_data_offset(cmd))
         start = time.perf_counter()
         try:
             response = self.transport.transmit(raw)
         except TransportError as exc:
-            if self.trace is not None:
-                ms = (time.perf_counter() - start) * 1000
-                self.trace.exchange(
-                    name=cmd.label, command=raw, response=None, ms=ms, secret=wire_secret, error=exc
-                )
+            ms = (time.perf_counter() - start) * 1000
+            trace.exchange(
+                name=cmd.label, command=raw, response=None, ms=ms, secret=wire_secret, error=exc
+            )
             raise
         ms = (time.perf_counter() - start) * 1000
-        if self.trace is not None:
-            self.trace.exchange(
-                name=cmd.label, command=raw, response=response, ms=ms, secret=wire_secret
-            )
+        trace.exchange(name=cmd.label, command=raw, response=response, ms=ms, secret=wire_secret)
+        return self._parse(cmd, response)
+
+    def _parse(self, cmd: CommandApdu, response: bytes) -> ResponseApdu:
         if len(response) < 2:
             raise ProtocolError(
                 f"{cmd.label}: response of {len(response)} bytes from {self.transport.name} "
@@ -157,7 +171,13 @@ class Channel:
 
     def _transceive(self, cmd: CommandApdu, data_secret: Sequence[Range]) -> ResponseApdu:
         """One command; on 6Cxx resend it once with the Le the card asked for."""
-        response = self._exchange(cmd, data_secret)
+        return self._answer(cmd, None, data_secret)
+
+    def _answer(
+        self, cmd: CommandApdu, raw: bytes | None, data_secret: Sequence[Range]
+    ) -> ResponseApdu:
+        """The response to ``cmd`` (``raw`` when already exchanged); 6Cxx resends once."""
+        response = self._exchange(cmd, data_secret) if raw is None else self._parse(cmd, raw)
         if response.sw1 == 0x6C:
             correct_le = response.sw2 or 256
             if correct_le <= self.max_response:
@@ -166,6 +186,8 @@ class Channel:
 
     def _collect(self, cmd: CommandApdu, response: ResponseApdu) -> ResponseApdu:
         """Follow 61xx with GET RESPONSE rounds, concatenating the data."""
+        if response.sw1 != 0x61:
+            return response
         data = bytearray()
         rounds = 0
         while response.sw1 == 0x61:

@@ -305,7 +305,9 @@ class PcscTransport(Transport):
         return self._handle
 
     def transmit(self, apdu: bytes) -> bytes:
-        handle = self._live_handle()
+        handle = self._handle
+        if handle is None:
+            handle = self._live_handle()  # raises: the transport is closed
         hr, response = self._scard.SCardTransmit(handle, self._active, list(apdu))
         if hr != self._scard.SCARD_S_SUCCESS:
             raise _error(self._scard, hr, "SCardTransmit", self._reader)
