@@ -26,7 +26,13 @@ from healthcard_apdu.security.keyset import (
 )
 from healthcard_apdu.security.keyspec import (
     DEFAULT_ROLES,
+    EHC_PROTECTION_KEY,
+    EHC_SECURITY_KEY,
+    EHC_SIGNING_KEY,
     ISSUANCE_ROLES,
+    PLATFORM_CIPHER_ROLES,
+    PLATFORM_ROLES,
+    SM2_KEY_ROLES,
     STANDARD_KEY_SPECS,
     USER_CARD_ROLES,
     CardFactors,
@@ -34,7 +40,14 @@ from healthcard_apdu.security.keyspec import (
     card_factor_from_atr,
     city_factor_from_region,
 )
-from healthcard_apdu.security.module import SecurityModule
+from healthcard_apdu.security.module import DataCipher, SecurityModule
+from healthcard_apdu.security.publickey import (
+    PublicKeyError,
+    key_id,
+    public_key_from_spki,
+    spki_der,
+    spki_pem,
+)
 from healthcard_apdu.security.session import (
     DecryptingSession,
     SessionOps,
@@ -61,11 +74,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ROLES",
+    "EHC_PROTECTION_KEY",
+    "EHC_SECURITY_KEY",
+    "EHC_SIGNING_KEY",
     "ISSUANCE_ROLES",
+    "PLATFORM_CIPHER_ROLES",
+    "PLATFORM_ROLES",
+    "SM2_KEY_ROLES",
     "STANDARD_KEY_SPECS",
     "USER_CARD_ROLES",
     "CardFactors",
     "CertificateError",
+    "DataCipher",
     "DecryptingSession",
     "KeyFileError",
     "KeySet",
@@ -73,6 +93,7 @@ __all__ = [
     "MasterKey",
     "Pkcs11SecurityModule",
     "PsamSecurityModule",
+    "PublicKeyError",
     "SamCertificate",
     "SamCommandError",
     "SamPinError",
@@ -88,11 +109,15 @@ __all__ = [
     "card_factor_from_atr",
     "city_factor_from_region",
     "external_auth_cryptogram",
+    "key_id",
     "protect_update",
     "protect_update_binary",
     "protect_update_record",
+    "public_key_from_spki",
     "read_key_check_values",
     "sign_record",
+    "spki_der",
+    "spki_pem",
     "unprotect",
     "verify_record",
 ]
