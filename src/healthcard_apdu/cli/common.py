@@ -23,6 +23,7 @@ def exit_code_for(error: BaseException) -> int:
     """The documented exit code for a library error."""
     from healthcard_apdu.apdu.errors import SecurityError
     from healthcard_apdu.card.errors import ConnectOptionsError, NotWritable, SignatureInvalid
+    from healthcard_apdu.ehc.errors import EhcInputError, QrRejected, RegistryError
     from healthcard_apdu.model.errors import DecodeError, ModelError
     from healthcard_apdu.perso.errors import (
         AuthenticationRefused,
@@ -31,8 +32,10 @@ def exit_code_for(error: BaseException) -> int:
     )
     from healthcard_apdu.security.errors import SecurityModuleError
 
-    if isinstance(error, SignatureInvalid):
+    if isinstance(error, SignatureInvalid | QrRejected):
         return EXIT_FAILED
+    if isinstance(error, EhcInputError | RegistryError):
+        return EXIT_USAGE
     if isinstance(error, DecodeError):  # bytes on the card, not the user's input
         return EXIT_CARD
     if isinstance(error, ConnectOptionsError | NotWritable | ProfileError | ModelError):

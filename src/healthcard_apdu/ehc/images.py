@@ -55,9 +55,9 @@ def png_bytes(text: str, *, scale: int = DEFAULT_SCALE, border: int = DEFAULT_BO
 
 
 def svg_text(text: str, *, scale: int = DEFAULT_SCALE, border: int = DEFAULT_BORDER) -> str:
-    """A standalone SVG document of the QR code."""
+    """A standalone SVG document of the QR code (black on an opaque white background)."""
     out = io.BytesIO()
-    qr_code(text).save(out, kind="svg", scale=scale, border=border, xmldecl=True)
+    qr_code(text).save(out, kind="svg", scale=scale, border=border, xmldecl=True, light="#fff")
     return out.getvalue().decode("utf-8")
 
 

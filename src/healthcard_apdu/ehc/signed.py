@@ -46,6 +46,7 @@ __all__ = [
     "ENVELOPE_VERSION",
     "JTI_LENGTH",
     "MAX_ENVELOPE_BYTES",
+    "MAX_SIGNED_TEXT",
     "Claims",
     "Envelope",
     "parse_envelope",
@@ -66,6 +67,8 @@ JTI_LENGTH: Final = 8
 KID_LENGTH: Final = 8
 SIGNATURE_LENGTH: Final = 64
 MAX_ENVELOPE_BYTES: Final = 512
+MAX_SIGNED_TEXT: Final = 311
+"""Alphanumeric capacity of a QR code of version 10 at level M: the envelope's size budget."""
 _CBOR_ERRORS = (
     cbor2.CBORError,
     ValueError,
@@ -257,7 +260,14 @@ def sign_envelope(
     unsigned = Envelope(_protected(keys.key_id()), claims.encode(), b"", keys.key_id())
     za = sm2_za(keys.public_key(), DEFAULT_SM2_USER_ID)
     signature = keys.sign_digest(unsigned.digest(za))
-    return Envelope(unsigned.protected, unsigned.payload, signature, unsigned.kid).text()
+    text = Envelope(unsigned.protected, unsigned.payload, signature, unsigned.kid).text()
+    if len(text) > MAX_SIGNED_TEXT:
+        raise EhcInputError(
+            "issuer_code",
+            f"the envelope would be {len(text)} characters, more than a version-10 QR code "
+            f"holds at level M ({MAX_SIGNED_TEXT}); shorten the provincial field",
+        )
+    return text
 
 
 def parse_envelope(text: str) -> Envelope:
