@@ -320,7 +320,11 @@ class Registry:
             dialect = _Sqlite(Path(text.removeprefix("sqlite:").removeprefix("//")))
         registry = cls(dialect)
         if migrate:
-            registry.migrate()
+            try:
+                registry.migrate()
+            except BaseException:
+                registry.close()
+                raise
         return registry
 
     @property
