@@ -23,7 +23,7 @@ SPEC_PROTECTION_KEY = bytes.fromhex("11223344556677888877665544332211")
 PLATFORM_ROLES = ("EHC_SECURITY", "EHC_PROTECTION", "EHC_SIGNING")
 NOW = dt.datetime(2025, 3, 14, 9, 26, 53, tzinfo=dt.UTC)
 
-# The HSM vector's person (reference §3) and a second valid resident.
+# The HSM vector's person (docs/reference/ehealth-card.md §3) and a second valid resident.
 GUIFUTONG = Person(id_type="01", id_number="110101199211140619", name="贵服通")
 LI_KUN = Person(id_type="01", id_number="110105198503171231", name="李堃")
 

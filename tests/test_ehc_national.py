@@ -58,7 +58,7 @@ def _run(operation: str, inputs: dict[str, Any]) -> str:
     if operation == "diversification_factor":
         return diversification_factor(bytes.fromhex(inputs["master_index"])).hex()
     if operation == "user_key":
-        # the spec's user key is the card diversification of cos-crypto §1.9
+        # the spec's user key is the card diversification of docs/reference/cos-crypto.md §1.9
         return diversify(
             BlockCipher.SM4, bytes.fromhex(inputs["security_key"]), bytes.fromhex(inputs["factor"])
         ).hex()

@@ -33,7 +33,7 @@ from healthcard_apdu.ehc.signed import MAX_SIGNED_TEXT, Claims, Envelope
 
 EHC_ID = "98FF9F2C05145CB9305E9D8A57E072BB51180CA49E5BE5E9D41BCE3A9A571928"
 VALIDITY = "92FD69141DFE1553A42251E2B0196148"
-# The reference's examples (§4): static, dynamic (TX-ZC), Sichuan 4-field.
+# The examples of docs/reference/ehealth-card.md §4: static, dynamic (TX-ZC), Sichuan 4-field.
 STATIC_EXAMPLE = "E1D10AAC73D0B947060B099128732C969A6EF97A6014BF41B3D19EEF9A4FBB18:1"
 DYNAMIC_EXAMPLE = (
     "272EB52D0696FD625B6F3E1A830728532779BEB87520CC83948C50A43F439F58:0:"
@@ -172,7 +172,7 @@ def test_too_long_provincial_field_is_refused_before_it_overflows_the_budget() -
 
 
 def test_national_sizes_match_the_reference() -> None:
-    # reference §4: static version 4, dynamic 5, Sichuan 4 at level M
+    # docs/reference/ehealth-card.md §4: static version 4, dynamic 5, Sichuan 4 at level M
     assert qr_version(STATIC_EXAMPLE) == 4
     assert qr_version(DYNAMIC_EXAMPLE) == 5
     assert qr_version(SICHUAN_EXAMPLE) == 4

@@ -56,7 +56,7 @@ REJECT_REASONS: Final[tuple[RejectReason, ...]] = (
     "identity-mismatch",
     "unverifiable",
 )
-"""Why a code was rejected (docs/ehc.md §verification lists what each one means)."""
+"""Why a code was rejected (docs/ehc.md §6 says what each one means)."""
 
 
 class EhcError(HealthCardError):

@@ -18,7 +18,8 @@ Text: ``EHC1:`` + Base45 (RFC 9285) of a COSE_Sign1 structure (RFC 9052, CBOR ta
   :meth:`Claims.national` rebuilds the exact national text, so a gateway can forward it.
 * signature = SM2 over ``Sig_structure = ["Signature1", protected, b"", payload]``, i.e.
   ``e = SM3(Z_A || Sig_structure)``: it covers the algorithm, the kid, the times, the jti and the
-  national fields together (the splice and replay weaknesses of the national code, §10).
+  national fields together (the splice and replay weaknesses of the national code,
+  docs/reference/ehealth-card.md §10).
 
 Every structure must be in CBOR's deterministic (canonical) encoding: a decoder re-encodes what
 it read and refuses any other byte string, so one envelope has exactly one text.

@@ -6,7 +6,7 @@
 * :class:`RevocationList` -- revoked signing keys (kid), e-cards (ehcId) and single codes (jti).
 * :class:`ReplayCache` -- an in-memory one-time-use check for a verifier without a registry.
 
-Both lists are JSON documents (docs/ehc.md §5); loading checks every entry and recomputes every
+Both lists are JSON documents (docs/ehc.md §4); loading checks every entry and recomputes every
 kid from its PEM.
 """
 
