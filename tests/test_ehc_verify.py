@@ -86,8 +86,9 @@ def test_static_or_keyless_national_codes_are_unverifiable_offline() -> None:
 
 
 def test_national_splice_weakness_and_the_envelope_fix() -> None:
-    """docs/reference/ehealth-card.md §10: the validity block is not bound to the ID, so a block of one code can
-    be spliced onto another ID and still verifies. The signed envelope binds them."""
+    """docs/reference/ehealth-card.md §10: the validity block is not bound to the ID, so a
+    block of one code can be spliced onto another ID and still verifies. The signed envelope
+    binds them."""
     platform = spec_platform()
     verifier = _verifier(platform)
     mine = platform.dynamic_qr(platform.ecard_id(GUIFUTONG), now=NOW)
