@@ -22,7 +22,9 @@ from healthcard_apdu.app.connect import SecurityOptions, env_secret, open_securi
 from healthcard_apdu.cli.common import EXIT_FAILED, EXIT_USAGE, die, emit, exit_on_errors
 from healthcard_apdu.cli.options import hidden_prompt, passphrase_env_option, pkcs11_options
 from healthcard_apdu.ehc import (
+    STATIC,
     EhcPlatform,
+    NationalQr,
     Person,
     PlatformKeys,
     QrRejected,
@@ -234,9 +236,7 @@ def make_command(as_json: bool, **values: Any) -> None:
         needs_keys = kind != "static" or person is not None
         with _platform(values, required=needs_keys) as keys:
             if keys is None:  # a static code of a known ID needs no key
-                from healthcard_apdu.ehc import NationalQr
-
-                text = NationalQr(normalize_ehc_id(ehc_id), 1, None, issuer_code).text()
+                text = NationalQr(normalize_ehc_id(ehc_id), STATIC, None, issuer_code).text()
             else:
                 platform = EhcPlatform(keys, issuer_code=issuer_code)
                 target = ehc_id if person is None else platform.ecard_id(person)
