@@ -25,6 +25,8 @@ ALLOWED: dict[str, set[str]] = {
         for feature in HOST_FEATURES
     },
     "sim": {"apdu", "crypto"},  # the card side: never the host's model, card or perso code
+    # the electronic health card: above the card features, below the composition root
+    "ehc": {"apdu", "crypto", "security", "model", "card"},
 }
 
 
@@ -84,3 +86,12 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from healthcard_apdu.card import HealthCard\nimport healthcard_apdu.model\n")
     assert _imports(bad) == {"card", "model"}
+
+
+def test_nothing_below_the_composition_root_imports_ehc() -> None:
+    users = sorted(
+        str(path.relative_to(PACKAGE))
+        for layer, path in _modules()
+        if layer not in {"ehc", "cli", "app"} and "ehc" in _imports(path)
+    )
+    assert users == []

@@ -30,6 +30,7 @@ def exit_code_for(error: BaseException) -> int:
     )
     from healthcard_apdu.card.factor import CardNotGenuine, FactorNotConfirmed
     from healthcard_apdu.crypto import CryptoError
+    from healthcard_apdu.ehc.errors import EhcInputError, QrRejected, RegistryError
     from healthcard_apdu.model.errors import DecodeError, ModelError
     from healthcard_apdu.perso.errors import (
         AuthenticationRefused,
@@ -39,10 +40,12 @@ def exit_code_for(error: BaseException) -> int:
     from healthcard_apdu.security.errors import SecurityModuleError
     from healthcard_apdu.sim.errors import ImageError
 
-    if isinstance(error, SignatureInvalid):
+    if isinstance(error, SignatureInvalid | QrRejected):
         return EXIT_FAILED
     if isinstance(error, FactorNotConfirmed | CardNotGenuine | KeyNotPresent):
         return EXIT_SECURITY  # a key question, and nothing was spent
+    if isinstance(error, EhcInputError | RegistryError):
+        return EXIT_USAGE
     if isinstance(error, DecodeError):  # bytes on the card, not the user's input
         return EXIT_CARD
     if isinstance(error, ConnectOptionsError | NotWritable | ProfileError | ModelError):

@@ -1,4 +1,5 @@
-"""``healthcard keys``: generate, import, list (KCVs only) and export master keys.
+"""``healthcard keys``: generate, import, list (KCVs only) and export master keys; the public
+key of an e-card signing key as a trust-list entry (``export-public``).
 
 Key values are never printed. Passphrases and PINs come from an environment variable or a
 hidden prompt, never from the command line. ``export`` writes plaintext keys for the
@@ -25,7 +26,13 @@ from healthcard_apdu.security.keyset import (
     check_roles,
     read_key_check_values,
 )
-from healthcard_apdu.security.keyspec import DEFAULT_ROLES, STANDARD_KEY_SPECS
+from healthcard_apdu.security.keyspec import (
+    DEFAULT_ROLES,
+    EHC_SIGNING_KEY,
+    PLATFORM_ROLES,
+    SM2_KEY_ROLES,
+    STANDARD_KEY_SPECS,
+)
 
 _ALGORITHMS = {"sm4": BlockCipher.SM4, "3des": BlockCipher.TDES}
 
@@ -43,7 +50,7 @@ def _kcv_rows(algorithm: BlockCipher, kcvs: dict[str, str]) -> list[dict[str, An
         rows.append(
             {
                 "role": role,
-                "algorithm": algorithm.name,
+                "algorithm": "SM2" if role in SM2_KEY_ROLES else algorithm.name,
                 "kcv": kcv,
                 "sam_p1p2": f"{spec.sam_p1:02X}{spec.sam_p2:02X}" if spec else "",
             }
@@ -149,6 +156,12 @@ def keys_group() -> None:
 @click.option("--custom-role", "custom_roles", multiple=True, metavar="ROLE",
               help="Accept ROLE though it is not a standard role (a custom profile's key).")
 @click.option(
+    "--platform",
+    is_flag=True,
+    help="E-card platform keys: EHC_SECURITY, EHC_PROTECTION (SM4) and EHC_SIGNING (SM2); "
+    "no SAM key. Add --role to pick some of them.",
+)
+@click.option(
     "--kdf", type=click.Choice(["scrypt", "pbkdf2-sha256"]), default="scrypt", show_default=True
 )
 @click.option("--force", is_flag=True, help="Replace an existing file.")
@@ -161,6 +174,7 @@ def generate_command(
     roles: tuple[str, ...],
     no_sm2: bool,
     custom_roles: tuple[str, ...],
+    platform: bool,
     kdf: str,
     force: bool,
     as_json: bool,
@@ -171,9 +185,16 @@ def generate_command(
 ) -> None:
     """Generate random master keys into an encrypted key file OUT, or inside a PKCS#11 token.
 
-    The SAM PIN of a new key set is 123456 (the test PIN of the simulated SAM).
+    The SAM PIN of a new key set is 123456 (the test PIN of the simulated SAM). With
+    --platform: the e-card platform keys (docs/ehc.md), SM4 only, never in a PKCS#11 token.
     """
-    selected = roles or DEFAULT_ROLES
+    if platform:
+        outside = [role for role in roles if role not in PLATFORM_ROLES]
+        if outside:
+            die(f"--platform takes only platform roles ({', '.join(PLATFORM_ROLES)}), "
+                f"not {', '.join(outside)}", EXIT_USAGE)
+        no_sm2 = True
+    selected = roles or (PLATFORM_ROLES if platform else DEFAULT_ROLES)
     with exit_on_errors():
         check_roles(selected, custom_roles)
         _store(
@@ -297,3 +318,54 @@ def export_command(
         document = simulator_sam_document(keyset) if fmt == "simulator" else keyset.to_plain_dict()
         write_file(out, json.dumps(document, indent=2) + "\n")
     click.echo(f"wrote {len(keyset.keys)} keys in clear to {out} (mode 0600)")
+
+
+@keys_group.command("export-public")
+@click.argument("keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--role", default=EHC_SIGNING_KEY, show_default=True, help="SM2 key role.")
+@click.option("--issuer", default="", help="Issuer name recorded in the entry.")
+@click.option("--not-before", metavar="ISO-TIME", help="Start of the key's validity window.")
+@click.option("--not-after", metavar="ISO-TIME", help="End of the window (key rotation).")
+@click.option(
+    "--trust-list",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Add the entry to this trust list (created if missing; an entry with the same kid "
+    "is replaced, e.g. to close its window).",
+)
+@click.option("--pem", "pem_only", is_flag=True, help="Print only the PEM public key.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the default output).")
+@passphrase_option
+def export_public_command(
+    keyfile: Path,
+    role: str,
+    issuer: str,
+    not_before: str | None,
+    not_after: str | None,
+    trust_list: Path | None,
+    pem_only: bool,
+    as_json: bool,
+    passphrase_env: str,
+) -> None:
+    """Print the trust-list entry (kid, issuer, window, SubjectPublicKeyInfo PEM) of an SM2
+    signing key; with --trust-list also add it there. Nothing secret is printed."""
+    from healthcard_apdu.ehc.trust import TrustedKey, TrustList, parse_time
+    from healthcard_apdu.security.software import SoftwareSecurityModule
+
+    with exit_on_errors():
+        keyset = KeySet.load(keyfile, _passphrase(passphrase_env, confirm=False))
+        public = SoftwareSecurityModule(keyset).public_key_of(role)
+        entry = TrustedKey(
+            public,
+            issuer,
+            parse_time(not_before, "--not-before") if not_before else None,
+            parse_time(not_after, "--not-after") if not_after else None,
+        )
+        if trust_list is not None:
+            listed = TrustList.load(trust_list) if trust_list.exists() else TrustList()
+            listed.add(entry, replace=True)
+            listed.save(trust_list)
+    if pem_only:
+        click.echo(entry.pem(), nl=False)
+        return
+    emit(entry.to_dict(), True)

@@ -18,6 +18,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("healthcard_apdu.sim.cli", "sim"),
     ("healthcard_apdu.cli.keys", "keys_group"),
     ("healthcard_apdu.cli.batch", "batch"),
+    ("healthcard_apdu.cli.ehc", "ehc_group"),
 )
 
 

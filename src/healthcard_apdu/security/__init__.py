@@ -34,7 +34,13 @@ from healthcard_apdu.security.keyset import (
 )
 from healthcard_apdu.security.keyspec import (
     DEFAULT_ROLES,
+    EHC_PROTECTION_KEY,
+    EHC_SECURITY_KEY,
+    EHC_SIGNING_KEY,
     ISSUANCE_ROLES,
+    PLATFORM_CIPHER_ROLES,
+    PLATFORM_ROLES,
+    SM2_KEY_ROLES,
     STANDARD_KEY_SPECS,
     USER_CARD_ROLES,
     CardFactors,
@@ -42,7 +48,14 @@ from healthcard_apdu.security.keyspec import (
     card_factor_from_atr,
     city_factor_from_region,
 )
-from healthcard_apdu.security.module import SecurityModule
+from healthcard_apdu.security.module import DataCipher, SecurityModule
+from healthcard_apdu.security.publickey import (
+    PublicKeyError,
+    key_id,
+    public_key_from_spki,
+    spki_der,
+    spki_pem,
+)
 from healthcard_apdu.security.session import (
     DecryptingSession,
     SessionOps,
@@ -70,12 +83,19 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_FACTOR_RULE",
     "DEFAULT_ROLES",
+    "EHC_PROTECTION_KEY",
+    "EHC_SECURITY_KEY",
+    "EHC_SIGNING_KEY",
     "ISSUANCE_ROLES",
     "KNOWN_FACTOR_RULES",
+    "PLATFORM_CIPHER_ROLES",
+    "PLATFORM_ROLES",
+    "SM2_KEY_ROLES",
     "STANDARD_KEY_SPECS",
     "USER_CARD_ROLES",
     "CardFactors",
     "CertificateError",
+    "DataCipher",
     "DecryptingSession",
     "FactorCandidate",
     "FactorRule",
@@ -86,6 +106,7 @@ __all__ = [
     "MasterKey",
     "Pkcs11SecurityModule",
     "PsamSecurityModule",
+    "PublicKeyError",
     "SamCertificate",
     "SamCommandError",
     "SamPinError",
@@ -102,11 +123,15 @@ __all__ = [
     "city_factor_from_region",
     "external_auth_cryptogram",
     "factor_candidates",
+    "key_id",
     "protect_update",
     "protect_update_binary",
     "protect_update_record",
+    "public_key_from_spki",
     "read_key_check_values",
     "sign_record",
+    "spki_der",
+    "spki_pem",
     "unprotect",
     "verify_record",
 ]

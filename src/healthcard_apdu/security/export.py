@@ -13,7 +13,7 @@ from typing import Any
 
 from healthcard_apdu.security.errors import SecurityModuleError, UnknownKeyRole
 from healthcard_apdu.security.keyset import KeySet
-from healthcard_apdu.security.keyspec import STANDARD_KEY_SPECS, KeySpec
+from healthcard_apdu.security.keyspec import PLATFORM_ROLES, STANDARD_KEY_SPECS, KeySpec
 from healthcard_apdu.security.signing import SamCertificate
 
 __all__ = ["SIM_SAM_FORMAT", "simulator_sam_document"]
@@ -24,10 +24,13 @@ SIM_SAM_FORMAT = "healthcard-sim-sam/1"
 def simulator_sam_document(
     keyset: KeySet, specs: Mapping[str, KeySpec] = STANDARD_KEY_SPECS
 ) -> dict[str, Any]:
-    """The simulated SAM's key file for ``keyset`` (all secrets in clear)."""
+    """The simulated SAM's key file for ``keyset`` (all secrets in clear; the e-card platform
+    keys are left out: a SAM does not hold them)."""
     keys = []
     seen: dict[int, str] = {}
     for role, master in keyset.keys.items():
+        if role in PLATFORM_ROLES:
+            continue  # e-card platform keys are never SAM keys
         spec = specs.get(role)
         if spec is None:
             raise UnknownKeyRole(f"no SAM key index (KeySpec) for role {role!r}")

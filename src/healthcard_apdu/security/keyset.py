@@ -33,10 +33,17 @@ from healthcard_apdu.crypto import (
     BlockCipher,
     key_check_value,
     sm2_generate_private,
+    sm2_public_key,
 )
 from healthcard_apdu.fileio import parse_json, write_file
 from healthcard_apdu.security.errors import KeyFileError, SecurityModuleError, UnknownKeyRole
-from healthcard_apdu.security.keyspec import DEFAULT_ROLES, STANDARD_KEY_SPECS
+from healthcard_apdu.security.keyspec import (
+    DEFAULT_ROLES,
+    PLATFORM_CIPHER_ROLES,
+    SM2_KEY_ROLES,
+    STANDARD_KEY_SPECS,
+)
+from healthcard_apdu.security.publickey import key_id
 from healthcard_apdu.security.signing import build_certificate
 
 __all__ = [
@@ -79,6 +86,20 @@ def kcv_hex(algorithm: BlockCipher, value: bytes) -> str:
     return key_check_value(algorithm, value).hex().upper()
 
 
+def sm2_check_value(private: int) -> str:
+    """The check value of an SM2 key role: the first 3 bytes of its kid, upper-case hex."""
+    return key_id(sm2_public_key(private))[:3].hex().upper()
+
+
+def _check_platform_roles(algorithm: BlockCipher, roles: Iterable[str], source: str) -> None:
+    for role in roles:
+        if role in PLATFORM_CIPHER_ROLES and algorithm is not BlockCipher.SM4:
+            raise KeyFileError(
+                f"{source}: platform key {role} is an SM4 key (national e-card derivation); "
+                "put it in an SM4 key set"
+            )
+
+
 @dataclass(frozen=True)
 class MasterKey:
     """One master key: value (never in repr), key version, KCV."""
@@ -111,12 +132,15 @@ class KeySet:
     sam_pin: str = field(default=DEFAULT_SAM_PIN, repr=False)
     sm2_private: int | None = field(default=None, repr=False)
     certificate: bytes | None = field(default=None, repr=False)
+    sm2_keys: dict[str, int] = field(default_factory=dict, repr=False)
+    """Role -> SM2 private key of the platform roles (``SM2_KEY_ROLES``), not the SAM key."""
 
     def __repr__(self) -> str:
         kcvs = ", ".join(f"{role}={key.kcv}" for role, key in self.keys.items())
+        roles = "".join(f", {role}" for role in self.sm2_keys)
         return (
             f"KeySet({self.algorithm.name}, {len(self.keys)} keys: {kcvs}; "
-            f"sm2={'yes' if self.sm2_private else 'no'})"
+            f"sm2={'yes' if self.sm2_private else 'no'}{roles})"
         )
 
     __str__ = __repr__
@@ -137,14 +161,21 @@ class KeySet:
         not_before: dt.date | None = None,
         validity_years: int = 10,
     ) -> KeySet:
-        """Fresh random master keys (``secrets``); 3DES keys get odd DES parity."""
+        """Fresh random master keys (``secrets``); 3DES keys get odd DES parity. Roles of
+        ``SM2_KEY_ROLES`` get a fresh SM2 key; the platform data keys need SM4."""
+        roles = tuple(roles)
+        _check_platform_roles(algorithm, roles, "KeySet.generate")
         keys: dict[str, MasterKey] = {}
+        sm2_keys: dict[str, int] = {}
         for role in roles:
+            if role in SM2_KEY_ROLES:
+                sm2_keys[role] = sm2_generate_private()
+                continue
             value = secrets.token_bytes(KEY_LENGTH)
             if algorithm is BlockCipher.TDES:
                 value = set_des_parity(value)
             keys[role] = MasterKey.create(algorithm, value, version)
-        if not keys:
+        if not keys and not sm2_keys:
             raise SecurityModuleError("KeySet.generate needs at least one role")
         private = sm2_generate_private() if with_sm2 else None
         certificate = None
@@ -158,7 +189,7 @@ class KeySet:
                 not_after=start.replace(year=start.year + validity_years),
             )
         log.debug("generated %s key set with %d keys", algorithm.name, len(keys))
-        return cls(algorithm, keys, _parse_pin(sam_pin), private, certificate)
+        return cls(algorithm, keys, _parse_pin(sam_pin), private, certificate, sm2_keys)
 
     # -- access ------------------------------------------------------------------------
 
@@ -174,8 +205,18 @@ class KeySet:
             )
         return master
 
+    def sm2_key(self, role: str) -> int:
+        """The SM2 private key of a platform role; UnknownKeyRole if absent."""
+        try:
+            return self.sm2_keys[role]
+        except KeyError:
+            raise UnknownKeyRole(f"key set has no SM2 key for role {role!r}") from None
+
     def key_check_values(self) -> dict[str, str]:
-        return {role: key.kcv for role, key in self.keys.items()}
+        """Role -> KCV of every master key, and of every SM2 role (the first 3 kid bytes)."""
+        values = {role: key.kcv for role, key in self.keys.items()}
+        values.update((role, sm2_check_value(d)) for role, d in self.sm2_keys.items())
+        return values
 
     # -- plaintext dictionary (payload of the encrypted file; `keys import`) -----------
 
@@ -191,6 +232,7 @@ class KeySet:
             "sam_pin": self.sam_pin,
             "sm2_private": None if self.sm2_private is None else f"{self.sm2_private:064X}",
             "certificate": None if self.certificate is None else self.certificate.hex().upper(),
+            "sm2_keys": {role: f"{d:064X}" for role, d in self.sm2_keys.items()},
         }
 
     @classmethod
@@ -205,9 +247,11 @@ class KeySet:
             algorithm = BlockCipher(str(data.get("algorithm", "sm4")).lower())
         except ValueError:
             raise KeyFileError(f"{source}: algorithm must be 'sm4' or '3des'") from None
-        raw_keys = data.get("keys")
-        if not isinstance(raw_keys, Mapping) or not raw_keys:
+        raw_keys = data.get("keys", {})
+        sm2_keys = _sm2_keys(data.get("sm2_keys", {}), source)
+        if not isinstance(raw_keys, Mapping) or not (raw_keys or sm2_keys):
             raise KeyFileError(f"{source}: 'keys' must be a non-empty object role -> key")
+        _check_platform_roles(algorithm, (str(role) for role in raw_keys), source)
         keys: dict[str, MasterKey] = {}
         for role, entry in raw_keys.items():
             if isinstance(entry, str):
@@ -239,7 +283,7 @@ class KeySet:
             if not 1 <= sm2_private < SM2P256V1.n - 1:
                 raise KeyFileError(f"{source}: sm2_private is not a valid SM2 private key")
         certificate = None if cert is None else _hex_field(cert, f"{source}: certificate")
-        return cls(algorithm, keys, pin, sm2_private, certificate)
+        return cls(algorithm, keys, pin, sm2_private, certificate, sm2_keys)
 
     # -- encrypted file ----------------------------------------------------------------
 
@@ -345,6 +389,20 @@ def write_private_file(path: str | os.PathLike[str], content: bytes) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+def _sm2_keys(raw: object, source: str) -> dict[str, int]:
+    if not isinstance(raw, Mapping):
+        raise KeyFileError(f"{source}: 'sm2_keys' must be an object role -> hex private key")
+    out: dict[str, int] = {}
+    for role, value in raw.items():
+        if role not in SM2_KEY_ROLES:
+            raise KeyFileError(f"{source}: sm2_keys role {role!r} is not one of {SM2_KEY_ROLES}")
+        private = int.from_bytes(_hex_field(value, f"{source}: sm2_keys {role}"), "big")
+        if not 1 <= private < SM2P256V1.n - 1:
+            raise KeyFileError(f"{source}: sm2_keys {role} is not a valid SM2 private key")
+        out[str(role)] = private
+    return out
 
 
 def _b64(data: bytes) -> str:

@@ -19,8 +19,14 @@ from healthcard_apdu.security.factor import DEFAULT_FACTOR_RULE, FactorRule
 
 __all__ = [
     "DEFAULT_ROLES",
+    "EHC_PROTECTION_KEY",
+    "EHC_SECURITY_KEY",
+    "EHC_SIGNING_KEY",
     "FACTOR_LENGTH",
     "ISSUANCE_ROLES",
+    "PLATFORM_CIPHER_ROLES",
+    "PLATFORM_ROLES",
+    "SM2_KEY_ROLES",
     "STANDARD_KEY_SPECS",
     "USER_CARD_ROLES",
     "CardFactors",
@@ -140,3 +146,18 @@ plus the MK_* keys."""
 ISSUANCE_ROLES: tuple[str, ...] = ("MK_MF", "MK_DDF1", "MK_DF01", "MK_DF02", "MK_DF03")
 USER_CARD_ROLES: tuple[str, ...] = tuple(s.role for s in _SPECS if s.role not in ISSUANCE_ROLES)
 DEFAULT_ROLES: tuple[str, ...] = USER_CARD_ROLES + ISSUANCE_ROLES
+
+# Platform keys of the electronic health card (docs/ehc.md): not user-card keys, never in a SAM.
+EHC_SECURITY_KEY = "EHC_SECURITY"
+"""安全密钥: SM4 root of the e-card IDs, only used diversified by a master-index factor."""
+EHC_PROTECTION_KEY = "EHC_PROTECTION"
+"""保护密钥: SM4 key of the dynamic-QR validity block, used directly."""
+EHC_SIGNING_KEY = "EHC_SIGNING"
+"""SM2 key that signs the offline-verifiable QR envelope (our extension, docs/ehc.md)."""
+
+PLATFORM_CIPHER_ROLES: Mapping[str, bool] = MappingProxyType(
+    {EHC_SECURITY_KEY: True, EHC_PROTECTION_KEY: False}
+)
+"""Symmetric platform role -> whether it is used only under a diversification factor."""
+SM2_KEY_ROLES: tuple[str, ...] = (EHC_SIGNING_KEY,)
+PLATFORM_ROLES: tuple[str, ...] = (*PLATFORM_CIPHER_ROLES, *SM2_KEY_ROLES)

@@ -4,13 +4,41 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
+from typing import Protocol, runtime_checkable
 
 from healthcard_apdu.crypto import BlockCipher, sm3
-from healthcard_apdu.security.errors import SecurityModuleError
-from healthcard_apdu.security.keyspec import CardFactors, KeySpec
+from healthcard_apdu.security.errors import SecurityModuleError, UnsupportedOperation
+from healthcard_apdu.security.keyspec import PLATFORM_CIPHER_ROLES, CardFactors, KeySpec
 from healthcard_apdu.security.session import SessionOps, external_auth_cryptogram
 
-__all__ = ["SecurityModule", "check_challenge"]
+__all__ = ["DataCipher", "SecurityModule", "check_challenge", "check_platform_cipher_use"]
+
+Point = tuple[int, int]
+
+
+@runtime_checkable
+class DataCipher(Protocol):
+    """A platform data key held by a security module: ECB over whole blocks, no padding."""
+
+    @property
+    def cipher(self) -> BlockCipher: ...
+
+    def encrypt(self, data: bytes) -> bytes: ...
+
+    def decrypt(self, data: bytes) -> bytes: ...
+
+
+def check_platform_cipher_use(role: str, factor: bytes | None) -> None:
+    """One key, one use: the security key only diversified, the protection key only directly,
+    and no card key (MK_*, STK_* ...) as a raw ECB oracle."""
+    diversified = PLATFORM_CIPHER_ROLES.get(role)
+    if diversified is None:
+        known = ", ".join(PLATFORM_CIPHER_ROLES)
+        raise UnsupportedOperation(f"role {role} is not a platform data key ({known})")
+    if diversified and factor is None:
+        raise UnsupportedOperation(f"platform key {role} is only used under a diversification")
+    if not diversified and factor is not None:
+        raise UnsupportedOperation(f"platform key {role} is used directly, not diversified")
 
 CHALLENGE_LENGTH = 8
 
@@ -62,6 +90,33 @@ class SecurityModule(ABC):
     def sm3(self, data: bytes) -> bytes:
         """SM3 digest of ``data`` (hashing needs no secret; the PSAM backend uses the SAM)."""
         return sm3(data)
+
+    # -- platform keys of the electronic health card (docs/ehc.md) ----------------------
+
+    def data_cipher(
+        self, role: str, *, factor: bytes | None = None, version: int | None = None
+    ) -> DataCipher:
+        """ECB encryption/decryption under the platform key ``role`` (``PLATFORM_CIPHER_ROLES``),
+        or under diversify(MK[role], factor) (one level, D || ~D) when the role is diversified.
+        Backends without platform keys raise :class:`UnsupportedOperation`."""
+        check_platform_cipher_use(role, factor)
+        raise UnsupportedOperation(
+            f"security module {self.name} ({type(self).__name__}) holds no platform key {role}; "
+            "keep the e-card platform keys in a key file (software module)"
+        )
+
+    def sign_digest_as(self, role: str, digest: bytes) -> bytes:
+        """SM2 signature r||s over a 32-byte digest with the SM2 key of ``role`` (e.g.
+        ``EHC_SIGNING``), not the SAM's own key."""
+        raise UnsupportedOperation(
+            f"security module {self.name} ({type(self).__name__}) holds no SM2 key {role}"
+        )
+
+    def public_key_of(self, role: str) -> Point:
+        """The SM2 public key of ``role``."""
+        raise UnsupportedOperation(
+            f"security module {self.name} ({type(self).__name__}) holds no SM2 key {role}"
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Release the backend (sessions, tokens, channels). Idempotent."""

@@ -18,6 +18,10 @@
   missing mechanism. Use a 3DES key set with this backend, or the software/PSAM backend.
 * SM2 record signing is not available in SoftHSM2 either; pass ``signer=`` (another
   security module, e.g. a software one holding only the SM2 key) to delegate it.
+* The e-card platform keys (``PLATFORM_ROLES``: SM4 security/protection keys, SM2 signing
+  key) need SM4 and SM2 mechanisms that PKCS#11 does not define and SoftHSM2 does not have:
+  generating, importing or using them raises UnsupportedOperation naming the role and the
+  missing mechanism (signing is delegated to ``signer=`` when one is given).
 """
 
 from __future__ import annotations
@@ -34,8 +38,14 @@ from healthcard_apdu.security.errors import (
     UnsupportedOperation,
 )
 from healthcard_apdu.security.keyset import KeySet
-from healthcard_apdu.security.keyspec import CardFactors, KeySpec
-from healthcard_apdu.security.module import SecurityModule, check_challenge
+from healthcard_apdu.security.keyspec import PLATFORM_ROLES, SM2_KEY_ROLES, CardFactors, KeySpec
+from healthcard_apdu.security.module import (
+    DataCipher,
+    Point,
+    SecurityModule,
+    check_challenge,
+    check_platform_cipher_use,
+)
 from healthcard_apdu.security.session import external_auth_cryptogram, software_mac
 
 try:
@@ -57,6 +67,17 @@ _SM4_MESSAGE = (
     "no SM4 ECB-encrypt-data derivation mechanism (only " + DERIVE_MECHANISM + " for 3DES); "
     "use a 3DES key set with PKCS#11, or the software / PSAM backend for SM4"
 )
+
+
+def _platform_unsupported(role: str, token: str) -> UnsupportedOperation:
+    mechanism = "an SM2 key-pair and CKM_SM2 signing mechanism" if role in SM2_KEY_ROLES else (
+        "an SM4 key type and SM4 ECB mechanism"
+    )
+    return UnsupportedOperation(
+        f"PKCS#11 token {token!r} cannot hold e-card platform key {role}: it needs {mechanism}, "
+        "which PKCS#11 does not define and SoftHSM2 does not have; keep the platform keys in "
+        "a key file (software module)"
+    )
 
 
 def _pkcs11_error(action: str, exc: PyKCS11.PyKCS11Error) -> SecurityModuleError:
@@ -352,6 +373,22 @@ class Pkcs11SecurityModule(SecurityModule):
             raise UnsupportedOperation("PKCS#11 backend holds no SAM certificate; pass signer=")
         return self._signer.certificate()
 
+    def data_cipher(
+        self, role: str, *, factor: bytes | None = None, version: int | None = None
+    ) -> DataCipher:
+        check_platform_cipher_use(role, factor)
+        raise _platform_unsupported(role, self.token_label)
+
+    def sign_digest_as(self, role: str, digest: bytes) -> bytes:
+        if self._signer is None:
+            raise _platform_unsupported(role, self.token_label)
+        return self._signer.sign_digest_as(role, digest)
+
+    def public_key_of(self, role: str) -> Point:
+        if self._signer is None:
+            raise _platform_unsupported(role, self.token_label)
+        return self._signer.public_key_of(role)
+
     # -- key management ----------------------------------------------------------------------
 
     def _existing(self, role: str) -> list[Any]:
@@ -390,6 +427,9 @@ class Pkcs11SecurityModule(SecurityModule):
 
     def import_keyset(self, keyset: KeySet, *, replace: bool = False) -> dict[str, str]:
         """Store a 3DES key set's master keys as token objects; returns the token's KCVs."""
+        for role in (*keyset.keys, *keyset.sm2_keys):
+            if role in PLATFORM_ROLES:
+                raise _platform_unsupported(role, self.token_label)
         if keyset.algorithm is not BlockCipher.TDES:
             first = next(iter(keyset.keys), "?")
             raise UnsupportedOperation(_SM4_MESSAGE.format(role=first))
@@ -412,6 +452,10 @@ class Pkcs11SecurityModule(SecurityModule):
 
     def generate_keys(self, roles: Iterable[str], *, replace: bool = False) -> dict[str, str]:
         """Generate DES2 master keys inside the token (values never leave it); their KCVs."""
+        roles = tuple(roles)
+        for role in roles:
+            if role in PLATFORM_ROLES:
+                raise _platform_unsupported(role, self.token_label)
         if self._algorithm is not BlockCipher.TDES:
             raise UnsupportedOperation(_SM4_MESSAGE.format(role=next(iter(roles), "?")))
         kcvs: dict[str, str] = {}
