@@ -406,7 +406,14 @@ class Shell:
             reply.blocks.append(f"{raw.path} ({raw.structure})")
             reply.blocks.extend(raw.lines())
             return
-        result: ReadReply = self.explorer.read(args.file, args.items, all_items=args.all_items)
+        target, items = args.file, list(args.items)
+        if (
+            target is not None
+            and self.explorer.current_ef
+            and not self.explorer.names_a_file(target)
+        ):
+            target, items = None, [target, *items]  # ITEMs of the current EF
+        result: ReadReply = self.explorer.read(target, items, all_items=args.all_items)
         reply.data = result.to_json()
         reply.blocks.append(Table(result.rows, ("file", "item", "code", "name", "value")))
 
@@ -567,7 +574,7 @@ class Shell:
             kinds = command.completes
             kind = kinds[min(len(positionals), len(kinds) - 1)] if kinds else ""
         if kind == "item":
-            source = positionals[0] if positionals else None
+            source = positionals[0] if positionals and self._is_file(positionals[0]) else None
             return word, _matches(word, self._items(source))
         if kind == "path":
             return word, _matches(word, [*self._card_files(ef_only=False), "..", "/"])
@@ -595,11 +602,7 @@ class Shell:
         return names
 
     def _is_file(self, text: str) -> bool:
-        try:
-            self.explorer.resolve_ef(text)
-        except HealthCardError:
-            return False
-        return True
+        return self.explorer.names_a_file(text)
 
     def _items(self, source: str | None) -> list[str]:
         try:

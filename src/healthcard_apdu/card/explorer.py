@@ -551,6 +551,14 @@ class CardExplorer:
             raise ExplorerError(f"{target.name} is a DF; give one of its EFs")
         return target
 
+    def names_a_file(self, text: str) -> bool:
+        """Does ``text`` name a file or record group (else it may be an item)?"""
+        try:
+            self._selector(text)
+        except HealthCardError:
+            return False
+        return True
+
     def _selector(self, text: str | None) -> FileSelector:
         """A ``read`` target: an EF (resolved like :meth:`resolve`) or a record group."""
         if text is not None:
