@@ -162,7 +162,8 @@ def test_secrets_never_come_from_stdin_nor_echo(files: dict[str, Path], tmp_path
         files, "--echo", "--trace", str(trace), script="apdu 0020000003123456\nread holder XM\n"
     )
     assert code == 0, err
-    assert out.splitlines()[0] == "> apdu 0020000003******" and "123456" not in out
+    assert out.splitlines()[0] == "healthcard MF> apdu 0020000003******"
+    assert "123456" not in out
     text = trace.read_text()
     assert "123456" not in text and SAM_PIN not in text
     events = [json.loads(line) for line in text.splitlines()]

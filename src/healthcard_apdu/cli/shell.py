@@ -77,7 +77,7 @@ def run_lines(
     code = EXIT_OK
     for line in lines:
         if echo and line.strip() and not line.lstrip().startswith("#"):
-            click.echo(f"> {shell.masked(line.strip())}")
+            click.echo(f"{shell.prompt()}{shell.masked(line.strip())}")
         reply = shell.execute(line)
         if reply is None:
             continue
@@ -187,7 +187,9 @@ def _banner(shell: Shell) -> str:
     help="Scripts: go on after a failed command (the exit code is the first failure's).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per command.")
-@click.option("--echo", is_flag=True, help="Scripts: print each command ('> ...') first.")
+@click.option(
+    "--echo", is_flag=True, help="Scripts: print the prompt and each command, as on a terminal."
+)
 @click.option(
     "--history-file",
     type=click.Path(dir_okay=False, path_type=Path),
