@@ -278,10 +278,6 @@ def _df_path(name: str) -> list[str]:
     return path[::-1]
 
 
-def _display_path(target: DF | EF) -> str:
-    return target.path if isinstance(target, EF) else target.name
-
-
 def _short(role: str) -> str:
     """A DF's role without its parenthesis: ``personal data (addresses, ...)`` -> ``personal
     data``."""
