@@ -124,14 +124,15 @@ def _interactive(shell: Shell, *, as_json: bool, history: Path | None) -> int:
             if not Shell.is_secret(string):
                 super().append_string(string)
 
-    kept: History
-    if history is None:
-        kept = InMemoryHistory()
-    else:
-        history.parent.mkdir(parents=True, exist_ok=True)
-        if not history.exists():
-            os.close(os.open(history, os.O_WRONLY | os.O_CREAT, 0o600))
-        kept = SecretFreeHistory(str(history))
+    kept: History = InMemoryHistory()
+    if history is not None:
+        try:
+            history.parent.mkdir(parents=True, exist_ok=True)
+            if not history.exists():
+                os.close(os.open(history, os.O_WRONLY | os.O_CREAT, 0o600))
+            kept = SecretFreeHistory(str(history))
+        except OSError as exc:
+            click.echo(f"warning: no history file ({history}: {exc.strerror})", err=True)
     session: PromptSession[str] = PromptSession(
         history=kept, completer=ShellCompleter(), complete_while_typing=False
     )
