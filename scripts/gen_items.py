@@ -5,11 +5,12 @@ One-off tooling, kept for provenance. ``src/healthcard_apdu/model/data/items.jso
 ``src/healthcard_apdu/model/files.py`` are the committed results; tests check them against the
 reference, not against this script.
 
-    python scripts/gen_items.py items      # tables below + reference §2.3/§2.4 -> items.json
+    python scripts/gen_items.py items      # -> items.json, from the tables below and
+                                           # docs/reference/healthcard-layout.md §2.3/§2.4
     python scripts/gen_items.py classes    # items.json -> files.py
 
 Items 1-63 and 385 (photo) carry the national pinyin codes. Items 64-384 come from the offset
-tables of ``../shared/reference/healthcard-layout.md``; their pinyin codes are OURS: initials of
+tables of ``docs/reference/healthcard-layout.md``; their pinyin codes are OURS: initials of
 the Chinese name plus the group index, with a ZY/MZ prefix where the inpatient and outpatient
 files would otherwise share a code.
 """
@@ -23,7 +24,7 @@ import unicodedata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference" / "healthcard-layout.md"
+REFERENCE = ROOT / "docs" / "reference" / "healthcard-layout.md"
 ITEMS_JSON = ROOT / "src" / "healthcard_apdu" / "model" / "data" / "items.json"
 FILES_PY = ROOT / "src" / "healthcard_apdu" / "model" / "files.py"
 

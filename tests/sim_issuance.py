@@ -1,6 +1,6 @@
-"""Test helper: issue a national-layout health card with raw FMCOS APDUs (conventions.md).
+"""Test helper: issue a national-layout health card with raw FMCOS APDUs (docs/cos.md).
 
-This is test code, written from healthcard-layout.md §1–3 and conventions.md without the
+This is test code, written from docs/reference/healthcard-layout.md §1–3 and docs/cos.md without the
 host's model/perso code, so it doubles as an independent check of the perso later. It
 also builds the matching SAM key file and host-side cryptograms for tests.
 """
@@ -69,7 +69,7 @@ class Role:
         return 2 if self.sam_p1 >> 4 == 4 else 1
 
 
-# healthcard-layout.md §3.2 (ref = P2 of 00 82; SAM P1/P2 of 80 DE).
+# docs/reference/healthcard-layout.md §3.2 (ref = P2 of 00 82; SAM P1/P2 of 80 DE).
 ROLES: tuple[Role, ...] = (
     Role("STM_MF", "MF", 0x02, T_LINE, 0xFF, 0x28, 0x16),
     Role("BK_MF", "MF", 0x03, T_LINE, 0xFF, 0x27, 0x35),
@@ -110,7 +110,7 @@ def card_key(name: str, card_factor: bytes, cipher: BlockCipher = BlockCipher.SM
     return diversify_levels(cipher, master_key(name), factors)
 
 
-# --- file layout (healthcard-layout.md §1.2, §2.2) ------------------------------------------
+# --- file layout (docs/reference/healthcard-layout.md §1.2, §2.2) ------------------------------
 
 
 @dataclass(frozen=True)
@@ -321,14 +321,14 @@ def ext_auth(role_name: str, card_factor: bytes, challenge: bytes,
     session = diversify(cipher, card_key(role_name, card_factor, cipher), challenge)
     if cipher.block_size == 16:
         crypt = xor_fold(ecb_encrypt(cipher, session, plain + bytes(8)))
-    else:  # 3DES: E_SK(A), no fold (conventions)
+    else:  # 3DES: E_SK(A), no fold (docs/cos.md §5)
         crypt = ecb_encrypt(cipher, session, plain)
     return apdu(0x00, 0x82, 0x00, role.ref, crypt + plain + b"\x01")
 
 
 def sm_wrap(cla_ins_p1_p2: bytes, plain: bytes, stk_card: bytes, challenge: bytes,
             cipher: BlockCipher = BlockCipher.SM4) -> bytes:
-    """Health-card SM command ``04 INS P1 P2 Lc' E || MAC`` (conventions.md)."""
+    """Health-card SM command ``04 INS P1 P2 Lc' E || MAC`` (docs/cos.md §6)."""
     session = diversify(cipher, stk_card, challenge)
     body = line_encrypt(cipher, session, plain)
     header = cla_ins_p1_p2 + bytes((len(body) + 4,))

@@ -314,7 +314,7 @@ def test_reference_rows_are_all_present() -> None:
         65,
         66,
     }
-    assert wanted <= rows, f"missing cos-crypto.md §5 rows: {sorted(wanted - rows)}"
+    assert wanted <= rows, f"missing docs/reference/cos-crypto.md §5 rows: {sorted(wanted - rows)}"
 
 
 def test_unknown_kind_fails() -> None:

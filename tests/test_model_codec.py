@@ -57,7 +57,7 @@ def value_strategy(item: Item) -> st.SearchStrategy[Any]:
 item_and_value = st.sampled_from(ITEMS).flatmap(lambda i: st.tuples(st.just(i), value_strategy(i)))
 
 
-# --- vectors from live traces (reference §2.1, §3.6) -----------------------------------------
+# --- vectors from live traces (docs/reference/healthcard-layout.md §2.1, §3.6) ------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The layout description proven against the reference (../shared/reference/healthcard-layout.md).
+"""The layout description proven against docs/reference/healthcard-layout.md.
 
 The reference tables are parsed at test time and compared item by item and file by file.
 """
@@ -14,12 +14,7 @@ import pytest
 from healthcard_apdu import model
 from healthcard_apdu.model import layout
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-LAYOUT_MD = REFERENCE / "healthcard-layout.md"
-
-needs_reference = pytest.mark.skipif(
-    not LAYOUT_MD.is_file(), reason=f"reference not available at {LAYOUT_MD}"
-)
+LAYOUT_MD = Path(__file__).resolve().parents[1] / "docs" / "reference" / "healthcard-layout.md"
 
 DASH = "[–-]"  # the reference uses en dashes in ranges
 
@@ -134,7 +129,6 @@ def _reference_offset_items(section: str, layout_name: str) -> dict[int, dict[st
     return out
 
 
-@needs_reference
 def test_every_reference_item_is_described_once() -> None:
     tables = [
         _reference_items_1_63(),
@@ -147,7 +141,6 @@ def test_every_reference_item_is_described_once() -> None:
     assert [i.no for i in model.ITEMS] == list(range(1, 386))
 
 
-@needs_reference
 def test_items_1_to_63_match_reference_table() -> None:
     for no, ref in _reference_items_1_63().items():
         it = model.item(no)
@@ -167,7 +160,6 @@ def test_items_1_to_63_match_reference_table() -> None:
             assert list(range(1, (ef.record_count or 0) + 1)) == ref["records"], no
 
 
-@needs_reference
 @pytest.mark.parametrize(
     ("section", "layout_name", "size", "data_length"),
     [("### 2.3 ", "DF03/EE", 1893, 1639), ("### 2.4 ", "DF03/ED", 3267, 3013)],
@@ -276,7 +268,6 @@ def _reference_files() -> dict[str, dict[str, object]]:
     return out
 
 
-@needs_reference
 def test_files_match_reference_attributes() -> None:
     ref = _reference_files()
     assert sorted(ref) == sorted(e.path for e in model.EFS)
@@ -309,7 +300,6 @@ def test_files_match_reference_attributes() -> None:
             assert (sig.end, cert.offset, cert.end) == (sig_end + 1, cert_start, cert_end + 1)
 
 
-@needs_reference
 def test_df_names_match_the_traced_fcis() -> None:
     text = LAYOUT_MD.read_text(encoding="utf-8").replace(" ", "")
     for d in model.DFS:
@@ -322,7 +312,6 @@ def test_df_names_match_the_traced_fcis() -> None:
 # --- §3.2 key inventory -----------------------------------------------------------------------
 
 
-@needs_reference
 def test_key_inventory_matches_reference() -> None:
     seen = set()
     for cells in _rows(_section("### 3.2 ")):

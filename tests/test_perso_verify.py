@@ -86,7 +86,8 @@ def test_data_change_is_named_by_item() -> None:
 def _change_key_with_ciphertext_write_key(card: SimCard, df_path: tuple[int, ...], kid: int,
                                           master_role: str) -> None:
     """Post-issuance key change as an issuer would do it: FMCOS external authentication with
-    the DF master key, then ``84 D4 39 KID`` ciphertext + MAC under that key (cos-crypto §1.4)."""
+    the DF master key, then ``84 D4 39 KID`` ciphertext + MAC under that key
+    (docs/reference/cos-crypto.md §1.4)."""
     master = card_keys(keyset(), NATIONAL)[master_role]
     cipher = BlockCipher.SM4
     with InProcessTransport(card) as link:

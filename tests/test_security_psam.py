@@ -69,7 +69,7 @@ UNLOCK = [("00A4000002DF01", "9000"), ("0020000003123456", "9000")]
 
 
 def test_external_auth_reproduces_the_rk1_df03_trace() -> None:
-    # reference §3.5, read DF03 with RK1_DF03
+    # docs/reference/healthcard-layout.md §3.5, read DF03 with RK1_DF03
     module, sam = _module(
         [
             *UNLOCK,
@@ -90,7 +90,8 @@ def test_external_auth_reproduces_the_rk1_df03_trace() -> None:
 
 
 def test_secure_messaging_reproduces_the_ddf1_ef08_trace() -> None:
-    # reference §3.6: STK_DDF1 session, E via 80FA 00, MAC via 80FA 05 with a zero IV.
+    # docs/reference/healthcard-layout.md §3.6: STK_DDF1 session, E via 80FA 00,
+    # MAC via 80FA 05 with a zero IV.
     e = "DC6D00224B94CD8B98F32DD68C55FA86"
     module, sam = _module(
         [

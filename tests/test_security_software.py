@@ -28,7 +28,8 @@ from healthcard_apdu.security import (
     unprotect,
 )
 
-CARD = bytes.fromhex("0081866B00001015")  # card factor of the trace (reference §3.4)
+# card factor of the trace (docs/reference/healthcard-layout.md §3.4)
+CARD = bytes.fromhex("0081866B00001015")
 CITY = b"21000000"
 FACTORS = CardFactors(CARD, CITY)
 MK = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
@@ -139,7 +140,8 @@ class _TraceSession:
 
 
 def test_external_auth_fold_reproduces_trace() -> None:
-    # reference §3.5: 80FA ... 1122334455667788 00*8 -> C; card got B47B16DBF08684DE.
+    # docs/reference/healthcard-layout.md §3.5:
+    # 80FA ... 1122334455667788 00*8 -> C; card got B47B16DBF08684DE.
     a = bytes.fromhex("1122334455667788")
     c = bytes.fromhex("6C37FF3CB7DA5458D84CE9E7475CD086")
     session = _TraceSession({a + bytes(8): c})
@@ -147,7 +149,7 @@ def test_external_auth_fold_reproduces_trace() -> None:
 
 
 def test_secure_messaging_update_record_reproduces_trace() -> None:
-    # reference §3.6: DDF1/EF08 record 1 <- TLV 07 04 2011FFFF.
+    # docs/reference/healthcard-layout.md §3.6: DDF1/EF08 record 1 <- TLV 07 04 2011FFFF.
     e = bytes.fromhex("DC6D00224B94CD8B98F32DD68C55FA86")
     padded_plain = bytes.fromhex("0607042011FFFF80") + bytes(8)
     mac_input = bytes.fromhex("04DC010414") + e

@@ -1,7 +1,7 @@
 """Access matrix: every file of the issued card x read/write x security state.
 
-Expected results come from the reference (healthcard-layout.md §1.2 / §3.3 and the
-conventions), written here in their own terms, not from the card's access bytes.
+Expected results come from the reference (docs/reference/healthcard-layout.md §1.2 / §3.3 and
+docs/cos.md §3), written here in their own terms, not from the card's access bytes.
 """
 
 from __future__ import annotations

@@ -189,7 +189,8 @@ def test_sm2_sign_needs_the_pin_and_a_32_byte_digest() -> None:
 
 
 def test_df03_record_signing_end_to_end() -> None:
-    """SM3 + SM2 in the SAM, signature and SAM certificate stored in EE01 (§3.9)."""
+    """SM3 + SM2 in the SAM, signature and SAM certificate stored in EE01
+    (docs/reference/healthcard-layout.md §3.9)."""
     _, sam = make_sam()
     in_df01(sam)
     record = bytes((i * 7) & 0xFF for i in range(1639))

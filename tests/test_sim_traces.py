@@ -1,4 +1,5 @@
-"""Live-trace exchanges of healthcard-layout.md §1.1, §2.1, §3.5, §3.6 replayed on the simulator."""
+"""Live-trace exchanges of docs/reference/healthcard-layout.md §1.1, §2.1, §3.5, §3.6 replayed on
+the simulator."""
 
 from __future__ import annotations
 
@@ -134,6 +135,7 @@ def test_internal_authentication_flow_of_libzhouyb(card: Channel, sam: Channel) 
     a = "A1A2A3A4A5A6A7A8"
     c = _sam_get(sam, f"80FA000010 {a} 0000000000000000")
     card.select_path("DDF1")
-    for p2 in ("04", "00"):  # §3.7 sends P2=00; the conventions name ref 04
+    # docs/reference/healthcard-layout.md §3.7 sends P2=00; docs/cos.md §5 uses ref 04
+    for p2 in ("04", "00"):
         data, sw = card(f"0088 00{p2} 11 {rs.hex()} {a} 01 00")
         assert (data, sw) == (xor_fold(c), 0x9000)

@@ -1,7 +1,8 @@
 """Typed builders for the commands the health card, its issuance and the SAM use.
 
 Each builder returns a named :class:`CommandApdu`; names appear in traces and errors.
-References: healthcard-layout.md §4 (user card and SAM), cos-crypto.md §2 (FMCOS issuance).
+References: docs/reference/healthcard-layout.md §4 (user card and SAM),
+docs/reference/cos-crypto.md §2 (FMCOS issuance).
 """
 
 from __future__ import annotations

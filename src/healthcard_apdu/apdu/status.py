@@ -1,4 +1,5 @@
-"""Status words: ISO/IEC 7816-4 meanings plus the FMCOS 2.0 specifics (cos-crypto.md §2.5)."""
+"""Status words: ISO/IEC 7816-4 meanings plus the FMCOS 2.0 specifics
+(docs/reference/cos-crypto.md §2.5)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each operation selects what it needs, authenticates with the key the model names for the file
 and operation (``model.ef(path).read_key / write_key / erase_key``), and sends the command form
-of reference §3.3:
+of docs/reference/healthcard-layout.md §3.3:
 
 ==============================  =========================================================
 TLV record files                READ RECORD by number (DDF1/EF05 by tag, as in the traces);

@@ -274,7 +274,8 @@ class CardSession:
     # -- protected writes -------------------------------------------------------------------
 
     def update_record_sm(self, record: int, plaintext: bytes, where: str) -> None:
-        """``04 DC rr 04`` with the current DF's STK session key (reference §3.6)."""
+        """``04 DC rr 04`` with the current DF's STK session key
+        (docs/reference/healthcard-layout.md §3.6)."""
         if self.current_df is None:
             raise CardOperationError(f"{where}: no current DF for secure messaging")
         spec = self.key_spec(_STK[self.current_df])

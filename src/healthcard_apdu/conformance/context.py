@@ -28,7 +28,8 @@ from healthcard_apdu.transport.channel import Channel, SecretSpec
 
 SW_OK = 0x9000
 READ_CHUNK = 0x80  # READ BINARY chunk of the traces (00B0 off 80)
-#: ``A`` of RK external authentication in HDOS (reference §3.5); UK keys use random A here.
+#: ``A`` of RK external authentication in HDOS (docs/reference/healthcard-layout.md §3.5);
+#: UK keys use random A here.
 RK_PLAIN = bytes.fromhex("1122334455667788")
 
 

@@ -5,7 +5,7 @@ values read from the card back (a TLV record, a binary window, the cyclic record
 own order, an index flag that already has the target value). When a card accepts a write it
 should have refused, :func:`ensure_unchanged` puts the original data back with the right key.
 
-Write forms (healthcard-layout.md §3.3): TLV records with secure messaging
+Write forms (docs/reference/healthcard-layout.md §3.3): TLV records with secure messaging
 (``04 DC rr 04``), binary files plain (``00 D6``, falling back to ``04 D6`` on ``6900``),
 cyclic files ``00 DC 00 03`` (new record 1), index flags ``84 D2 rr 04 00`` (to 00) and
 ``84 0C rr 04 00`` (to FF).

@@ -21,7 +21,7 @@ def challenge_iv(challenge: bytes, block_size: int) -> bytes:
     """IV from a card challenge: the challenge followed by zeros up to one block.
 
     ``R(4) || 00000000`` for DES [FM-UM 11.3]; for SM4 the zero fill to 16 bytes is the
-    common convention but must be confirmed per COS (cos-crypto.md §1.10).
+    common convention but must be confirmed per COS (docs/reference/cos-crypto.md §1.10).
     """
     if not 1 <= len(challenge) <= block_size:
         raise CryptoError(f"challenge must be 1..{block_size} bytes, got {len(challenge)}")

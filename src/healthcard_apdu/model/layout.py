@@ -128,7 +128,8 @@ class EF:
 
 @dataclass(frozen=True)
 class Key:
-    """One user-card key and the SAM key that computes its cryptograms (reference §3.2)."""
+    """One user-card key and the SAM key that computes its cryptograms
+    (docs/reference/healthcard-layout.md §3.2)."""
 
     name: str
     df: str
@@ -148,7 +149,8 @@ class Key:
 
     def sam_p2(self, version: int = 1) -> int:
         """P2 of the SAM ``80 DE`` command: ``(version << 5) | index``, or the bare index for
-        the STK keys (trace form, see reference §3.2 'STK P2 conflict')."""
+        the STK keys (trace form, see docs/reference/healthcard-layout.md §3.2,
+        'The STK P2 conflict')."""
         if not 0 <= version <= 7:
             raise LayoutError(f"key {self.name}: key version must be 0..7, got {version}")
         if not self.sam_p2_version_bits:
@@ -158,7 +160,8 @@ class Key:
 
 @dataclass(frozen=True)
 class SamFileInfo:
-    """A SAM/PSAM file (reference §4.2); all are transparent and free to read."""
+    """A SAM/PSAM file (docs/reference/healthcard-layout.md §4.2); all are transparent and free to
+    read."""
 
     path: str
     fid: int

@@ -1,4 +1,5 @@
-"""Value formats of the national DLL interface (居民健康卡应用接口技术规范, reference §5).
+"""Value formats of the national DLL interface (居民健康卡应用接口技术规范,
+docs/reference/healthcard-layout.md §5).
 
 Only formats live here; the function-by-function mapping is in docs/national-api.md.
 """

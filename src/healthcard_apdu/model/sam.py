@@ -1,4 +1,4 @@
-"""SAM/PSAM public files (reference §4.2): layouts and decoders.
+"""SAM/PSAM public files (docs/reference/healthcard-layout.md §4.2): layouts and decoders.
 
 All SAM files are transparent and free to read. Field meanings come from the interface
 spec's appendix A; the byte encodings of the terminal number and dates are not specified

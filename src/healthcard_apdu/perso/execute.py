@@ -119,7 +119,7 @@ class PersoResult:
 
 
 def card_factor_of(atr: bytes) -> bytes:
-    """The card factor from an ATR: its last 8 historical bytes (conventions)."""
+    """The card factor from an ATR: its last 8 historical bytes (docs/cos.md §1)."""
     try:
         historical = parse_atr(atr).historical_bytes
     except AtrError as exc:

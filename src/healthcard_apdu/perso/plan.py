@@ -60,7 +60,8 @@ StepKind = Literal[
     "create_df", "create_key_file", "write_key", "create_ef", "select", "challenge",
     "authenticate", "write", "read", "erase", "end_issuance",
 ]
-#: Plaintext A of EXTERNAL AUTHENTICATE with read keys (HDOS convention, reference §3.5).
+#: Plaintext A of EXTERNAL AUTHENTICATE with read keys (HDOS convention,
+#: docs/reference/healthcard-layout.md §3.5).
 RK_PLAIN = bytes.fromhex("1122334455667788")
 HEALTH_AUTH_LEN = 17
 END_ISSUANCE = CommandApdu(0x80, 0xE8, 0x00, 0x00, le=256, name="END ISSUANCE")

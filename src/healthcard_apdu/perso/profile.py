@@ -318,7 +318,7 @@ def access_kind(ac: int) -> str:
 
 
 def access_ok(ac: int, state: int, mf_state: int = 0) -> bool:
-    """FMCOS access byte evaluation (cos-crypto.md §2.1)."""
+    """FMCOS access byte evaluation (docs/reference/cos-crypto.md §2.1)."""
     x, y = ac >> 4, ac & 0x0F
     if x == 0:
         return mf_state >= y

@@ -1,6 +1,7 @@
 """What the caller asks the security module for: a key role and the card's diversification factors.
 
-The SAM key map (``STANDARD_KEY_SPECS``) is the key inventory of healthcard-layout.md §3.2
+The SAM key map (``STANDARD_KEY_SPECS``) is the key inventory of
+docs/reference/healthcard-layout.md §3.2
 (libzhouyb ``SAM_KEY_MAP`` checked against HDOS and traces). SAM P2 carries the key version in
 bits 7-5 (``ver << 5 | index``) except for the STK keys, which the traces show without version
 bits. The issuance master keys ``MK_*`` (FMCOS DF master key, KID 00, type 39) are our
@@ -80,7 +81,8 @@ class CardFactors:
 
 
 def city_factor_from_region(region_code: str) -> bytes:
-    """City factor: ASCII of the first two digits of YYCSDM + "000000" (reference §3.4)."""
+    """City factor: ASCII of the first two digits of YYCSDM + "000000"
+    (docs/reference/healthcard-layout.md §3.4)."""
     code = region_code.strip()
     if len(code) < 2 or not code[:2].isdigit() or not code[:2].isascii():
         raise SecurityModuleError(f"region code {region_code!r} does not start with two digits")
@@ -88,7 +90,8 @@ def city_factor_from_region(region_code: str) -> bytes:
 
 
 def card_factor_from_atr(historical_bytes: bytes) -> bytes:
-    """Card factor: the last 8 historical bytes of the user card's ATR (reference §3.4)."""
+    """Card factor: the last 8 historical bytes of the user card's ATR
+    (docs/reference/healthcard-layout.md §3.4)."""
     if len(historical_bytes) < FACTOR_LENGTH:
         raise SecurityModuleError(
             f"ATR has {len(historical_bytes)} historical bytes, the card factor needs 8"
@@ -131,7 +134,8 @@ _SPECS = (
 )
 
 STANDARD_KEY_SPECS: Mapping[str, KeySpec] = MappingProxyType({s.role: s for s in _SPECS})
-"""Role -> KeySpec for every key of the user card (reference §3.2) plus the MK_* keys."""
+"""Role -> KeySpec for every key of the user card (docs/reference/healthcard-layout.md §3.2)
+plus the MK_* keys."""
 
 ISSUANCE_ROLES: tuple[str, ...] = ("MK_MF", "MK_DDF1", "MK_DF01", "MK_DF02", "MK_DF03")
 USER_CARD_ROLES: tuple[str, ...] = tuple(s.role for s in _SPECS if s.role not in ISSUANCE_ROLES)

@@ -21,7 +21,8 @@ class SecurityModule(ABC):
     * :meth:`session` sets up SK = diversify_levels(MK, card(, city), challenge);
     * :meth:`external_auth_data` gives the 17 bytes of ``00 82 00 ref 11``;
     * :meth:`derive_card_key` gives a card-level key for WRITE KEY (personalization only);
-    * :meth:`sign_digest`, :meth:`certificate`, :meth:`sm3` sign EE/ED records (§3.9).
+    * :meth:`sign_digest`, :meth:`certificate`, :meth:`sm3` sign EE/ED records
+      (docs/reference/healthcard-layout.md §3.9).
     """
 
     name: str = "security-module"
@@ -38,7 +39,7 @@ class SecurityModule(ABC):
     def external_auth_data(
         self, key: KeySpec, factors: CardFactors, challenge: bytes, a: bytes
     ) -> bytes:
-        """``crypt(8) || A(8) || version(1)`` for EXTERNAL AUTHENTICATE (conventions)."""
+        """``crypt(8) || A(8) || version(1)`` for EXTERNAL AUTHENTICATE (docs/cos.md §5)."""
         session = self.session(key, factors, challenge)
         return external_auth_cryptogram(session, a) + bytes(a) + bytes((key.version,))
 

@@ -9,7 +9,8 @@
 * Intermediate levels are sensitive session objects destroyed right after use. Card keys
   (derive_card_key, for WRITE KEY) and session keys are extractable session objects: the
   card key leaves the token because WRITE KEY needs it in clear inside the FMCOS ciphertext
-  (cos-crypto §6.6); the session key's value is read only to compute the 3DES retail MAC
+  (docs/reference/cos-crypto.md §6.6); the session key's value is read only to compute the
+  3DES retail MAC
   (ISO 9797-1 alg. 3 needs single DES with K_L, which no PKCS#11 mechanism gives from a
   DES2 key). Session encryption runs in the token (CKM_DES3_ECB).
 * SM4: SoftHSM2 (like PKCS#11 2.40/3.x) has no SM4 key type and no SM4 "encrypt data"

@@ -108,7 +108,7 @@ class SoftwareSession:
 
 
 def external_auth_cryptogram(session: SessionOps, a: bytes) -> bytes:
-    """The 8-byte cryptogram of the health-card external authentication (conventions).
+    """The 8-byte cryptogram of the health-card external authentication (docs/cos.md §5).
 
     SM4: xor_fold(ECB_SK(A || 00*8)).  3DES: ECB_SK(A) (one 8-byte block, no fold).
     """

@@ -1,4 +1,5 @@
-"""Record signing (reference §3.9) and the 190-byte SAM certificate field: OUR documented choice.
+"""Record signing (docs/reference/healthcard-layout.md §3.9) and the 190-byte SAM certificate
+field: OUR documented choice.
 
 The national SAM specification is not public, so this toolkit defines:
 

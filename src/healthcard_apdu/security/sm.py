@@ -1,4 +1,5 @@
-"""Secure messaging of UPDATE RECORD / UPDATE BINARY (reference §3.6, conventions).
+"""Secure messaging of UPDATE RECORD / UPDATE BINARY (docs/reference/healthcard-layout.md §3.6,
+docs/cos.md §6).
 
 E   = ECB_SK(pad_line_encryption(plain, block))      (LD || plain || 80 00.. only if unaligned)
 MAC = session MAC over header' || E, IV = zero block  (session.mac pads with method 2)

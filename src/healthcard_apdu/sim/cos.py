@@ -55,7 +55,7 @@ Handler = Callable[[CommandApdu, "bytes | None"], Result]
 
 OK = 0x9000
 
-#: Key identifiers of the health-card roles inside a DF key file (conventions.md).
+#: Key identifiers of the health-card roles inside a DF key file (docs/cos.md §4).
 KID_MASTER = 0x00
 KID_STK = 0x02
 KID_LOCK = 0x03

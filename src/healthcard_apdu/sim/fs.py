@@ -1,6 +1,6 @@
 """File tree of the simulated COS: MF, DDF/ADF, transparent / record EFs and key files.
 
-FMCOS 2.0 semantics (cos-crypto.md §2): access bytes ``XY`` are evaluated against the
+FMCOS 2.0 semantics (docs/reference/cos-crypto.md §2): access bytes ``XY`` are evaluated against the
 security-state register (SSR) of the current DF, or of the MF for ``0Y``. Records of
 variable-length files are SIMPLE-TLV (``tag len value``). The newest record of a cyclic
 file is record 1. Nothing here knows the health-card layout.

@@ -1,4 +1,5 @@
-"""Key-file entries of the simulated COS (FMCOS 2.0 WRITE KEY layouts, cos-crypto.md §2.3).
+"""Key-file entries of the simulated COS (FMCOS 2.0 WRITE KEY layouts,
+docs/reference/cos-crypto.md §2.3).
 
 A key is stored as its WRITE KEY header plus value: ``type use change b3 b4 value``.
 ``b3``/``b4`` mean follow-up state / error counter for authentication-type keys

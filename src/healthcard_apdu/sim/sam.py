@@ -2,7 +2,7 @@
 
 Master keys come from a SAM key file (JSON, format in docs/sim.md). The SAM answers like
 a T=0 card: results with data come back as ``61 xx`` and are fetched with GET RESPONSE.
-Commands (conventions.md, SAM section):
+Commands (docs/sim.md "SAM commands"; docs/reference/healthcard-layout.md §4.2):
 
 * ``00 A4 00 00 02 FID``: 3F00, DF01, 0015, 0016, 001A, 001B, 001C.
 * ``00 B0``: read any file (free read); writes are refused (6982).
@@ -51,7 +51,7 @@ from healthcard_apdu.sim.faults import OpCost
 
 FORMAT = "healthcard-sim-sam/1"
 SAM_DF01 = 0xDF01
-#: Files and sizes of the SAM (healthcard-layout.md §4.2).
+#: Files and sizes of the SAM (docs/reference/healthcard-layout.md §4.2).
 SAM_FILE_SIZES = {"EF15": 14, "EF16": 6, "EF1A": 25, "EF1B": 180, "EF1C": 190}
 _FILE_FIDS = {"EF15": 0x0015, "EF16": 0x0016, "EF1A": 0x001A, "EF1B": 0x001B, "EF1C": 0x001C}
 _MF_FILES = ("EF15", "EF16")

@@ -1,7 +1,7 @@
 """Access matrix: every EF × read/write(/erase) × security state, expected from the layout.
 
 States per DF: none, then each external-authentication key of the DF (RK1, UK1, UK2, UK3).
-Rights are exact (conventions): a read needs exactly the RK1 state, a write exactly its UK
+Rights are exact (docs/cos.md §3): a read needs exactly the RK1 state, a write exactly its UK
 state; a file without a write key is not rewritable after issuance. Writes write the file's
 own data back (see :mod:`..ops`), so the card's data stays as it was.
 """
@@ -35,7 +35,8 @@ def operations(target: EF) -> list[str]:
 
 
 def expected_allowed(target: EF, op: str, state: str | None) -> bool:
-    """What the layout (healthcard-layout.md §1.2 / §3.3) says about ``op`` in ``state``."""
+    """What the layout (docs/reference/healthcard-layout.md §1.2 / §3.3) says about ``op``
+    in ``state``."""
     if op == "read":
         return target.read_key is None or state == target.read_key
     wanted = target.write_key if op == "write" else target.erase_key
@@ -79,7 +80,7 @@ def _access_case(number: int, target: EF, op: str, state: str | None) -> None:
         id=f"HC-ACC-{number:03d}",
         title=f"{target.path} {verb} in state {state or 'none'}: "
               f"{'allowed' if allowed else 'refused'}",
-        group=G, reference="healthcard-layout.md §1.2, §3.3",
+        group=G, reference="docs/reference/healthcard-layout.md §1.2, §3.3",
         severity="major" if allowed else "critical", destructive=False, func=run,
         params={"file": target.path, "op": op, "state": state or "none",
                 "expected": "allowed" if allowed else "refused"},

@@ -25,7 +25,7 @@ def atr_well_formed(ctx: CaseContext) -> None:
 
 
 @case(id="HC-ATR-002", title="The ATR carries the 8-byte card factor as its last historical bytes",
-      group=G, reference="healthcard-layout.md §3.4", severity="critical")
+      group=G, reference="docs/reference/healthcard-layout.md §3.4", severity="critical")
 def atr_card_factor(ctx: CaseContext) -> None:
     historical = ctx.facts.historical_bytes
     ctx.check("historical bytes", ">= 8", len(historical), len(historical) >= 8)
@@ -70,19 +70,19 @@ def _state_cleared_by_reset(ctx: CaseContext, *, cold: bool) -> None:
 
 
 @case(id="HC-ATR-005", title="A warm reset clears the security state and selects the MF",
-      group=G, reference="cos-crypto.md §2.1", severity="critical")
+      group=G, reference="docs/reference/cos-crypto.md §2.1", severity="critical")
 def atr_warm_reset_clears_state(ctx: CaseContext) -> None:
     _state_cleared_by_reset(ctx, cold=False)
 
 
 @case(id="HC-ATR-006", title="A cold reset clears the security state and selects the MF",
-      group=G, reference="cos-crypto.md §2.1", severity="critical")
+      group=G, reference="docs/reference/cos-crypto.md §2.1", severity="critical")
 def atr_cold_reset_clears_state(ctx: CaseContext) -> None:
     _state_cleared_by_reset(ctx, cold=True)
 
 
 @case(id="HC-ATR-007", title="GET CHALLENGE answers 8 bytes, different each time", group=G,
-      reference="healthcard-layout.md §3.5", severity="major")
+      reference="docs/reference/healthcard-layout.md §3.5", severity="major")
 def atr_challenge_fresh(ctx: CaseContext) -> None:
     ctx.select_df("MF")
     first, second = ctx.challenge(), ctx.challenge()

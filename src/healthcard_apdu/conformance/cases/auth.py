@@ -43,7 +43,7 @@ def _key_case(number: int, role: str, df_name: str, ref: int) -> None:
     register(CaseInfo(
         id=f"HC-AUTH-{number:03d}",
         title=f"{role} (reference {ref:02X} in {df_name}) authenticates with the card's factors",
-        group=G, reference="healthcard-layout.md §3.2, §3.5", severity="critical",
+        group=G, reference="docs/reference/healthcard-layout.md §3.2, §3.5", severity="critical",
         destructive=False, func=run, params={"key": role},
     ))
 
@@ -56,7 +56,7 @@ _NEXT = len(_AUTH_KEYS) + 1
 
 @case(id=f"HC-AUTH-{_NEXT:03d}",
       title="A wrong cryptogram answers 63Cx and counts down by one; a success restores the count",
-      group=G, reference="cos-crypto.md §1.5", severity="critical")
+      group=G, reference="docs/reference/cos-crypto.md §1.5", severity="critical")
 def counter_counts_and_restores(ctx: CaseContext) -> None:
     ctx.select_df(key(COUNTER_KEY).df)
     first = ctx.send(wrong_auth(ctx, COUNTER_KEY)).sw
@@ -95,7 +95,7 @@ def auth_needs_challenge(ctx: CaseContext) -> None:
 
 @case(id=f"HC-AUTH-{_NEXT + 2:03d}",
       title="A challenge is valid for the next command only (another command in between)",
-      group=G, reference="cos-crypto.md §1.2", severity="critical")
+      group=G, reference="docs/reference/cos-crypto.md §1.2", severity="critical")
 def challenge_next_command_only(ctx: CaseContext) -> None:
     role = "RK1_DDF1"
     ctx.select_df(key(role).df)
@@ -109,7 +109,7 @@ def challenge_next_command_only(ctx: CaseContext) -> None:
 
 @case(id=f"HC-AUTH-{_NEXT + 3:03d}",
       title="An accepted EXTERNAL AUTHENTICATE cannot be replayed", group=G,
-      reference="cos-crypto.md §1.2", severity="critical")
+      reference="docs/reference/cos-crypto.md §1.2", severity="critical")
 def auth_not_replayable(ctx: CaseContext) -> None:
     role = "RK1_DDF1"
     ctx.select_df(key(role).df)
@@ -123,7 +123,7 @@ def auth_not_replayable(ctx: CaseContext) -> None:
 
 @case(id=f"HC-AUTH-{_NEXT + 4:03d}",
       title="Keys are per DF: the RK1_DF02 cryptogram is refused by DF01", group=G,
-      reference="healthcard-layout.md §3.2", severity="critical")
+      reference="docs/reference/healthcard-layout.md §3.2", severity="critical")
 def keys_per_df(ctx: CaseContext) -> None:
     ctx.select_df("DF01")
     response = ctx.authenticate("RK1_DF02")
@@ -134,7 +134,7 @@ def keys_per_df(ctx: CaseContext) -> None:
 
 @case(id=f"HC-AUTH-{_NEXT + 5:03d}",
       title="INTERNAL AUTHENTICATE with IRK_DDF1 answers the expected cryptogram and keeps "
-            "the security state", group=G, reference="healthcard-layout.md §3.7",
+            "the security state", group=G, reference="docs/reference/healthcard-layout.md §3.7",
       severity="major")
 def internal_authentication(ctx: CaseContext) -> None:
     irk = key("IRK_DDF1")
@@ -152,7 +152,8 @@ def internal_authentication(ctx: CaseContext) -> None:
 
 @case(id="HC-AUTH-050", title=f"{EXHAUSTED_KEY}: wrong cryptograms count down to 63C0, "
       "then the key answers 6983 even to the right cryptogram", group=G,
-      reference="cos-crypto.md §1.5", severity="critical", destructive=True, order=20)
+      reference="docs/reference/cos-crypto.md §1.5", severity="critical", destructive=True,
+      order=20)
 def counter_blocks(ctx: CaseContext) -> None:
     df_name = key(EXHAUSTED_KEY).df
     ctx.select_df(df_name)

@@ -1,6 +1,7 @@
 """Application block / unblock (LK keys) and card block (BK_MF): all destructive.
 
-The APDUs are our PBOC-style choice (docs/cos.md §8; reference §3.8 is uncertain):
+The APDUs are our PBOC-style choice (docs/cos.md §8; docs/reference/healthcard-layout.md §3.8
+is uncertain):
 ``84 1E 00 P2 04 MAC`` block, ``84 18 00 00 04 MAC`` unblock, ``84 16 00 00 04 MAC`` card
 block; MAC = session MAC (SK = diversify(key, challenge), zero IV) over ``84 INS P1 P2 04``.
 The card block cannot be undone and runs last.

@@ -1,6 +1,7 @@
 """Cyclic-record semantics of DF02/EF07 (allergies) and EF08 (immunizations).
 
-The newest record is always record 1 (reference §1.2, [SPEC]). The check appends the file's
+The newest record is always record 1 (docs/reference/healthcard-layout.md §1.2, [SPEC]).
+The check appends the file's
 own records again, oldest first (``00 DC 00 03``, the HDOS form) and reads the whole file after
 each append: a full file ends exactly as it started, so the card's data is unchanged.
 """
@@ -80,24 +81,24 @@ def _wrong_length(ctx: CaseContext, path: str) -> None:
 
 
 @case(id="HC-CYC-001", title="DF02/EF07: a new record becomes record 1, the oldest drops out",
-      group=G, reference="healthcard-layout.md §1.2", severity="major")
+      group=G, reference="docs/reference/healthcard-layout.md §1.2", severity="major")
 def allergies_newest_first(ctx: CaseContext) -> None:
     _newest_first(ctx, "DF02/EF07")
 
 
 @case(id="HC-CYC-002", title="DF02/EF08: a new record becomes record 1, the oldest drops out",
-      group=G, reference="healthcard-layout.md §1.2", severity="major")
+      group=G, reference="docs/reference/healthcard-layout.md §1.2", severity="major")
 def immunizations_newest_first(ctx: CaseContext) -> None:
     _newest_first(ctx, "DF02/EF08")
 
 
 @case(id="HC-CYC-003", title="DF02/EF07: a record of the wrong length is refused (6700)",
-      group=G, reference="healthcard-layout.md §1.2", severity="minor")
+      group=G, reference="docs/reference/healthcard-layout.md §1.2", severity="minor")
 def allergies_wrong_length(ctx: CaseContext) -> None:
     _wrong_length(ctx, "DF02/EF07")
 
 
 @case(id="HC-CYC-004", title="DF02/EF08: a record of the wrong length is refused (6700)",
-      group=G, reference="healthcard-layout.md §1.2", severity="minor")
+      group=G, reference="docs/reference/healthcard-layout.md §1.2", severity="minor")
 def immunizations_wrong_length(ctx: CaseContext) -> None:
     _wrong_length(ctx, "DF02/EF08")

@@ -92,7 +92,8 @@ def _encoding_case(number: int, target: EF) -> None:
     register(CaseInfo(
         id=f"HC-ENC-{number:03d}",
         title=f"{target.path}: every data item decodes and holds a valid value",
-        group=G, reference="healthcard-layout.md §2.1", severity="major", destructive=False,
+        group=G, reference="docs/reference/healthcard-layout.md §2.1", severity="major",
+        destructive=False,
         func=run, params={"file": target.path},
     ))
 

@@ -55,7 +55,7 @@ def _df_case(number: int, target: DF) -> None:
     register(CaseInfo(
         id=f"HC-FS-{number:03d}",
         title=f"{target.name} ({target.fid:04X}) is selectable and its FCI carries {certain}",
-        group=G, reference="healthcard-layout.md §1.1", func=run, destructive=False,
+        group=G, reference="docs/reference/healthcard-layout.md §1.1", func=run, destructive=False,
         severity="major" if target.df_name_certain else "minor",
         params={"df": target.name},
     ))
@@ -81,7 +81,7 @@ def _ef_case(number: int, target: EF) -> None:
     register(CaseInfo(
         id=f"HC-FS-{number:03d}",
         title=f"{target.path} exists and is a {target.structure.replace('_', ' ')} file",
-        group=G, reference="healthcard-layout.md §1.2", func=run, destructive=False,
+        group=G, reference="docs/reference/healthcard-layout.md §1.2", func=run, destructive=False,
         severity="critical", params={"file": target.path},
     ))
 
@@ -94,7 +94,7 @@ _NEXT = len(DFS) + len(EFS) + 1
 
 
 @case(id=f"HC-FS-{_NEXT:03d}", title="SELECT of a file that does not exist answers 6A82",
-      group=G, reference="cos-crypto.md §2.5", severity="minor")
+      group=G, reference="docs/reference/cos-crypto.md §2.5", severity="minor")
 def select_missing(ctx: CaseContext) -> None:
     ctx.select_df("DDF1")
     ctx.expect_sw("SELECT EF0F in DDF1", ctx.send(commands.select_fid(0xEF0F)), SW_NOT_FOUND)
@@ -109,7 +109,7 @@ def sibling_efs_hidden(ctx: CaseContext) -> None:
 
 
 @case(id=f"HC-FS-{_NEXT + 2:03d}", title="DDF1 is selectable by its DF name WS.SYS.DDF01",
-      group=G, reference="healthcard-layout.md §1.1", severity="minor")
+      group=G, reference="docs/reference/healthcard-layout.md §1.1", severity="minor")
 def select_ddf1_by_name(ctx: CaseContext) -> None:
     ddf1 = next(d for d in DFS if d.name == "DDF1")
     ctx.select_df("MF")

@@ -1,6 +1,6 @@
 """Issuance end state: after END ISSUANCE the personalization commands are refused.
 
-The life cycle is our documented choice (docs/cos.md §7, conventions). Each probe is built so
+The life cycle is our documented choice (docs/cos.md §7). Each probe is built so
 that it changes nothing even on a card still in issuance: CREATE FILE of an existing FID,
 WRITE KEY with a value of invalid length, ERASE DF/END ISSUANCE only where refused anyway.
 """

@@ -1,8 +1,10 @@
 """DF03 record signatures: each valid EE/ED record carries an SM2 signature of its data bytes.
 
-Record layout (healthcard-layout.md §1.2): EE = data 0..1638, signature 1639..1702, SAM
+Record layout (docs/reference/healthcard-layout.md §1.2): EE = data 0..1638, signature
+1639..1702, SAM
 certificate 1703..1892; ED = data 0..3012, signature 3013..3076, certificate 3077..3266. The
-signature and certificate formats are our documented choice (docs/keys.md §5, reference §3.9).
+signature and certificate formats are our documented choice (docs/keys.md §5,
+docs/reference/healthcard-layout.md §3.9).
 """
 
 from __future__ import annotations
@@ -48,12 +50,12 @@ def _check_signatures(ctx: CaseContext, layout: str, index_path: str) -> None:
 
 
 @case(id="HC-SIG-001", title="Every valid inpatient record (EE01-EE03) has a valid SM2 signature",
-      group=G, reference="healthcard-layout.md §3.9", severity="major")
+      group=G, reference="docs/reference/healthcard-layout.md §3.9", severity="major")
 def inpatient_signatures(ctx: CaseContext) -> None:
     _check_signatures(ctx, "DF03/EE", "DF03/EF05")
 
 
 @case(id="HC-SIG-002", title="Every valid outpatient record (ED01-ED05) has a valid SM2 signature",
-      group=G, reference="healthcard-layout.md §3.9", severity="major")
+      group=G, reference="docs/reference/healthcard-layout.md §3.9", severity="major")
 def outpatient_signatures(ctx: CaseContext) -> None:
     _check_signatures(ctx, "DF03/ED", "DF03/EF06")

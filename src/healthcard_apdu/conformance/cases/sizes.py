@@ -70,7 +70,8 @@ def _size_case(number: int, target: EF) -> None:
         shape = f"{target.record_count} records of {target.record_length} bytes"
     register(CaseInfo(
         id=f"HC-SIZ-{number:03d}", title=f"{target.path} holds {shape}", group=G,
-        reference="healthcard-layout.md §1.2", severity="major", destructive=False, func=run,
+        reference="docs/reference/healthcard-layout.md §1.2", severity="major", destructive=False,
+        func=run,
         params={"file": target.path},
     ))
 

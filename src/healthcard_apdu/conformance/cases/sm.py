@@ -43,7 +43,7 @@ def _good_record_write(ctx: CaseContext, target: EF, snap: Snapshot, what: str) 
 
 
 @case(id="HC-SM-001", title="Protected UPDATE RECORD with a correct MAC is accepted", group=G,
-      reference="healthcard-layout.md §3.6", severity="critical")
+      reference="docs/reference/healthcard-layout.md §3.6", severity="critical")
 def sm_record_good(ctx: CaseContext) -> None:
     target, snap = _prepare(ctx, RECORD_FILE)
     _good_record_write(ctx, target, snap, f"04 DC 01 04 on {target.path} (own value)")
@@ -51,7 +51,7 @@ def sm_record_good(ctx: CaseContext) -> None:
 
 
 @case(id="HC-SM-002", title="Protected UPDATE RECORD with a wrong MAC is refused (9302)",
-      group=G, reference="healthcard-layout.md §3.6", severity="critical")
+      group=G, reference="docs/reference/healthcard-layout.md §3.6", severity="critical")
 def sm_record_bad_mac(ctx: CaseContext) -> None:
     target, snap = _prepare(ctx, RECORD_FILE)
     response = sm_update_record(ctx, target, 1, snap.records[0], corrupt_mac=True)
@@ -62,7 +62,7 @@ def sm_record_bad_mac(ctx: CaseContext) -> None:
 
 @case(id="HC-SM-003",
       title="A protected command made for an earlier challenge is refused (replayed challenge)",
-      group=G, reference="healthcard-layout.md §3.6", severity="critical")
+      group=G, reference="docs/reference/healthcard-layout.md §3.6", severity="critical")
 def sm_record_stale_challenge(ctx: CaseContext) -> None:
     target, snap = _prepare(ctx, RECORD_FILE)
     stale = protect_update_record(ctx.session(stk_role(target)), 1, snap.records[0])
@@ -75,7 +75,7 @@ def sm_record_stale_challenge(ctx: CaseContext) -> None:
 
 
 @case(id="HC-SM-004", title="An accepted protected command cannot be sent again", group=G,
-      reference="healthcard-layout.md §3.6", severity="critical")
+      reference="docs/reference/healthcard-layout.md §3.6", severity="critical")
 def sm_record_replayed_command(ctx: CaseContext) -> None:
     target, snap = _prepare(ctx, RECORD_FILE)
     command = protect_update_record(ctx.session(stk_role(target)), 1, snap.records[0])
@@ -99,7 +99,7 @@ def sm_plain_refused(ctx: CaseContext) -> None:
 
 
 @case(id="HC-SM-006", title="Protected UPDATE BINARY with a correct MAC is accepted", group=G,
-      reference="healthcard-layout.md §3.6", severity="major")
+      reference="docs/reference/healthcard-layout.md §3.6", severity="major")
 def sm_binary_good(ctx: CaseContext) -> None:
     target, snap = _prepare(ctx, BINARY_FILE)
     response = sm_update_binary(ctx, target, snap.offset, snap.data)
@@ -108,7 +108,7 @@ def sm_binary_good(ctx: CaseContext) -> None:
 
 
 @case(id="HC-SM-007", title="Protected UPDATE BINARY with a wrong MAC is refused (9302)",
-      group=G, reference="healthcard-layout.md §3.6", severity="critical")
+      group=G, reference="docs/reference/healthcard-layout.md §3.6", severity="critical")
 def sm_binary_bad_mac(ctx: CaseContext) -> None:
     target, snap = _prepare(ctx, BINARY_FILE)
     response = sm_update_binary(ctx, target, snap.offset, snap.data, corrupt_mac=True)
