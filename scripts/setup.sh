@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Every Debian package the project needs, in one place: later issues add theirs here.
-APT_PACKAGES="pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools softhsm2 opensc chromium postgresql zbar-tools librsvg2-bin openssl"
+APT_PACKAGES="pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools softhsm2 opensc chromium postgresql zbar-tools librsvg2-bin openssl tmux"
 
 healthcard_setup() {
     local missing=() pkg

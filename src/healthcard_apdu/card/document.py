@@ -40,6 +40,7 @@ __all__ = [
     "FileSelector",
     "WriteResult",
     "content_json",
+    "display_value",
     "document_rows",
     "read_document",
     "read_selection",
@@ -249,6 +250,11 @@ def _display(value: Value, photo: bool) -> str:
             return f"{text[: 2 * _HEX_SHOWN]}… ({len(value)} bytes)"
         return text
     return str(value)
+
+
+def display_value(value: Value, photo: bool = False) -> str:
+    """How the tables show one item value: hex shortened, the photo as its size."""
+    return _display(value, photo)
 
 
 def _file_rows(label: str, value: FileValue, keys: KeysBy, all_items: bool) -> list[dict[str, Any]]:

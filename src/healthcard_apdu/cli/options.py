@@ -223,17 +223,21 @@ def pop_card_options(values: dict[str, Any]) -> CardOptions:
     return CardOptions(reader_target(values.pop("reader")), values.pop("sim_card"))
 
 
-def pop_security_options(values: dict[str, Any]) -> SecurityOptions:
+def pop_security_options(
+    values: dict[str, Any], ask: Callable[[str], str] | None = hidden_prompt
+) -> SecurityOptions:
     """Take the security options out of a command's parsed values; the secrets become
-    functions that read the named variable (else prompt) only when the module needs them."""
+    functions that read the named variable (else ``ask``, a hidden prompt by default) only
+    when the module needs them. ``ask=None`` never prompts: an unset variable is an error
+    naming it (for commands whose standard input is not the user's)."""
     return SecurityOptions(
         keys=values.pop("keys"),
-        passphrase=env_secret(values.pop("passphrase_env"), "Key-file passphrase", hidden_prompt),
+        passphrase=env_secret(values.pop("passphrase_env"), "Key-file passphrase", ask),
         pkcs11_token=values.pop("pkcs11_token"),
         pkcs11_module=values.pop("pkcs11_module"),
-        pkcs11_pin=env_secret(values.pop("pkcs11_pin_env"), "PKCS#11 user PIN", hidden_prompt),
+        pkcs11_pin=env_secret(values.pop("pkcs11_pin_env"), "PKCS#11 user PIN", ask),
         sam_reader=reader_target(values.pop("sam_reader")),
-        sam_pin=env_secret(values.pop("sam_pin_env"), "PSAM PIN", hidden_prompt),
+        sam_pin=env_secret(values.pop("sam_pin_env"), "PSAM PIN", ask),
         sim_sam=values.pop("sim_sam"),
         sam_pin_at=values.pop("sam_pin_at"),
     )

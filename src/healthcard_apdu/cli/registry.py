@@ -14,6 +14,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("healthcard_apdu.cli.perso", "verify_command"),
     ("healthcard_apdu.cli.card", "read_command"),
     ("healthcard_apdu.cli.card", "write_command"),
+    ("healthcard_apdu.cli.shell", "shell_command"),
     ("healthcard_apdu.cli.conformance", "conformance_group"),
     ("healthcard_apdu.sim.cli", "sim"),
     ("healthcard_apdu.cli.keys", "keys_group"),

@@ -152,6 +152,7 @@ class PsamSecurityModule(SecurityModule):
         self._application_fid = application_fid
         self._certificate_fid = certificate_fid
         self._pin = None if pin is None else pin_to_bcd(pin)
+        self._pin_given = pin is not None
         self._ready = False
         self._failure: SamPinError | None = None
         self._current: Setup | None = None
@@ -160,6 +161,15 @@ class PsamSecurityModule(SecurityModule):
     @property
     def algorithm(self) -> BlockCipher:
         return self._algorithm
+
+    @property
+    def pin_state(self) -> str:
+        """``verified``, ``not verified yet``, ``no PIN given`` or why it was refused."""
+        if self._failure is not None:
+            return f"refused: {self._failure}"
+        if not self._pin_given:
+            return "no PIN given"
+        return "verified" if self._ready else "not verified yet"
 
     # -- channel helpers ---------------------------------------------------------------------
 
