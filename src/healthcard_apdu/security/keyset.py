@@ -40,6 +40,7 @@ from healthcard_apdu.security.errors import KeyFileError, SecurityModuleError, U
 from healthcard_apdu.security.keyspec import (
     DEFAULT_ROLES,
     PLATFORM_CIPHER_ROLES,
+    PLATFORM_ROLES,
     SM2_KEY_ROLES,
     STANDARD_KEY_SPECS,
 )
@@ -357,17 +358,18 @@ class KeySet:
 
 
 def check_roles(roles: Iterable[str], custom: Iterable[str] = ()) -> None:
-    """Refuse role names that are neither standard (``STANDARD_KEY_SPECS``) nor in
-    ``custom`` (the roles of a custom profile): a typo would otherwise give a key set that
-    fails only at the card. :class:`UnknownKeyRole` names every unknown role and the closest
-    standard name."""
-    allowed = set(STANDARD_KEY_SPECS) | set(custom)
+    """Refuse role names that are neither standard (``STANDARD_KEY_SPECS``, the e-card
+    platform's ``PLATFORM_ROLES``) nor in ``custom`` (the roles of a custom profile): a typo
+    would otherwise give a key set that fails only at the card. :class:`UnknownKeyRole` names
+    every unknown role and the closest standard name."""
+    known = (*STANDARD_KEY_SPECS, *PLATFORM_ROLES)
+    allowed = set(known) | set(custom)
     unknown = [str(role) for role in roles if role not in allowed]
     if not unknown:
         return
     hints = []
     for role in unknown:
-        close = difflib.get_close_matches(role, sorted(STANDARD_KEY_SPECS), n=1)
+        close = difflib.get_close_matches(role, sorted(known), n=1)
         shown = role if len(role) <= 40 else f"{role[:40]}..."
         hints.append(f"{shown!r}" + (f" (did you mean {close[0]}?)" if close else ""))
     raise UnknownKeyRole(
