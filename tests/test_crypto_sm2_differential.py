@@ -1,10 +1,11 @@
 """Differential tests of the fast SM2 paths: random keys and messages, checked against a
-textbook affine double-and-add reference written here, and against gmssl (a separate pure-Python
-SM2 implementation, a dev dependency) where it is installed.
+textbook affine double-and-add reference written here, against gmssl (a separate pure-Python
+SM2 implementation, a dev dependency) where it is installed, and against the system's OpenSSL 3
+libcrypto (the compiled verification, ``crypto.sm2_openssl``) both ways where it is usable.
 
-The fast verification has three paths for u1*G + u2*P: a key seen for the first time (width-5
-NAF), the second time (builds the key's comb table) and later (cached table); every case below
-runs all three.
+The pure-Python verification has three paths for u1*G + u2*P: a key seen for the first time
+(width-5 NAF), the second time (builds the key's comb table) and later (cached table); every
+case below runs all three, and libcrypto's answer on the standard curve.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import pytest
 from healthcard_apdu.crypto import (
     SM2_GBT32918_TEST_CURVE,
     SM2P256V1,
+    CryptoError,
     Sm2Curve,
+    sm2_openssl,
     sm2_public_key,
     sm2_sign,
     sm2_sign_digest,
@@ -26,7 +29,7 @@ from healthcard_apdu.crypto import (
     sm3,
 )
 from healthcard_apdu.crypto import sm2 as sm2_module
-from healthcard_apdu.crypto.sm2 import sm2_clear_caches
+from healthcard_apdu.crypto.sm2 import sm2_clear_caches, sm2_prepare_verify
 
 Point = tuple[int, int]
 
@@ -78,10 +81,15 @@ def _ref_verify(public: Point, e: bytes, signature: bytes, curve: Sm2Curve) -> b
 
 
 def _fast_verify_all_paths(public: Point, e: bytes, signature: bytes, curve: Sm2Curve) -> bool:
-    """The fast verification on the first, second and a later sighting of the key."""
-    results = {sm2_verify_digest(public, e, signature, curve) for _ in range(3)}
-    assert len(results) == 1, "the NAF, table-building and cached paths disagree"
-    return results.pop()
+    """The pure-Python verification on the first, second and a later sighting of the key, the
+    default (libcrypto when usable) and the prepared check; all must agree."""
+    results = [sm2_verify_digest(public, e, signature, curve, backend="python") for _ in range(3)]
+    assert len(set(results)) == 1, "the NAF, table-building and cached paths disagree"
+    assert sm2_verify_digest(public, e, signature, curve) is results[0]
+    assert sm2_prepare_verify(public, e, signature, curve).run() is results[0]
+    if curve == SM2P256V1 and sm2_openssl.available():
+        assert sm2_verify_digest(public, e, signature, curve, backend="openssl") is results[0]
+    return results[0]
 
 
 def _tampered(signature: bytes, rng: random.Random) -> bytes:
@@ -154,8 +162,8 @@ def test_key_tables_stay_bounded() -> None:
     for d in range(2, 2 + 2 * sm2_module._MAX_CACHED_KEYS + 3):
         public = sm2_public_key(d)
         signature = sm2_sign_digest(d, e)
-        assert sm2_verify_digest(public, e, signature)
-        assert sm2_verify_digest(public, e, signature)
+        assert sm2_verify_digest(public, e, signature, backend="python")
+        assert sm2_verify_digest(public, e, signature, backend="python")
     assert len(sm2_module._KEY_TABLES) == sm2_module._MAX_CACHED_KEYS
     assert len(sm2_module._SEEN_KEYS) <= sm2_module._MAX_SEEN_KEYS
 
@@ -189,3 +197,105 @@ def test_both_ways_against_gmssl() -> None:
         bad = _tampered(ours, rng)
         assert not theirs.verify(bad.hex(), e)
         assert _fast_verify_all_paths(public, e, bad, SM2P256V1) is False
+
+
+# -- against libcrypto (OpenSSL 3) ------------------------------------------------------------
+
+
+def _libcrypto() -> None:
+    if not sm2_openssl.available():
+        pytest.skip(f"libcrypto SM2 not usable here: {sm2_openssl.problem()}")
+
+
+def test_both_ways_against_libcrypto() -> None:
+    """Ours verify in libcrypto and libcrypto's in ours (and in the reference); tampered
+    signatures, other digests and other keys fail in both."""
+    _libcrypto()
+    rng = random.Random(16)
+    sm2_clear_caches()
+    for _ in range(16):
+        d = rng.randrange(1, SM2P256V1.n - 1)
+        public = sm2_public_key(d)
+        message = rng.randbytes(rng.randrange(0, 3100))
+        e = sm3(sm2_za(public) + message)
+        for ours in (sm2_sign(d, message), sm2_sign_digest(d, e, deterministic=True)):
+            assert sm2_verify_digest(public, e, ours, backend="openssl")
+            assert sm2_verify(public, message, ours, backend="openssl")
+        theirs = sm2_openssl.sign_digest_random_nonce(d, e)
+        assert _ref_verify(public, e, theirs, SM2P256V1)
+        assert _fast_verify_all_paths(public, e, theirs, SM2P256V1)
+        bad = _tampered(theirs, rng)
+        expected = _ref_verify(public, e, bad, SM2P256V1)
+        assert sm2_verify_digest(public, e, bad, backend="openssl") is expected
+        assert _fast_verify_all_paths(public, e, bad, SM2P256V1) is expected
+        assert sm2_verify_digest(public, sm3(e), theirs, backend="openssl") is False
+        other_key = sm2_public_key(d % (SM2P256V1.n - 3) + 1)
+        assert sm2_verify_digest(other_key, e, theirs, backend="openssl") is False
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        b"",
+        bytes(64),  # r = s = 0
+        SM2P256V1.n.to_bytes(32, "big") + (1).to_bytes(32, "big"),  # r = n
+        (1).to_bytes(32, "big") + (SM2P256V1.n - 1).to_bytes(32, "big"),  # r + s = n: t = 0
+        (1).to_bytes(32, "big") * 2,
+        bytes(63) + b"\x01",
+    ],
+)
+def test_out_of_range_signatures_fail_on_every_backend(signature: bytes) -> None:
+    public = sm2_public_key(0xC0FFEE)
+    e = sm3(b"range")
+    assert sm2_verify_digest(public, e, signature, backend="python") is False
+    assert sm2_prepare_verify(public, e, signature).run() is False
+    if sm2_openssl.available():
+        assert sm2_verify_digest(public, e, signature, backend="openssl") is False
+
+
+def test_libcrypto_keys_stay_bounded_and_are_reused() -> None:
+    _libcrypto()
+    e = sm3(b"keys")
+    for d in range(2, 2 + sm2_openssl._MAX_KEYS + 5):
+        assert sm2_verify_digest(sm2_public_key(d), e, sm2_sign_digest(d, e), backend="openssl")
+    assert len(sm2_openssl._KEYS) == sm2_openssl._MAX_KEYS
+    last = sm2_public_key(2 + sm2_openssl._MAX_KEYS + 4)
+    held = sm2_openssl._KEYS[last]
+    assert sm2_verify_digest(last, e, sm2_sign_digest(2 + sm2_openssl._MAX_KEYS + 4, e))
+    assert sm2_openssl._KEYS[last] == held
+
+
+def test_the_compiled_check_is_refused_where_it_does_not_apply() -> None:
+    _libcrypto()
+    public = sm2_public_key(5, SM2_GBT32918_TEST_CURVE)
+    e = sm3(b"curve")
+    signature = sm2_sign_digest(5, e, curve=SM2_GBT32918_TEST_CURVE)
+    with pytest.raises(CryptoError, match="sm2p256v1"):
+        sm2_verify_digest(public, e, signature, SM2_GBT32918_TEST_CURVE, backend="openssl")
+    assert sm2_verify_digest(public, e, signature, SM2_GBT32918_TEST_CURVE)  # falls back
+    assert not sm2_prepare_verify(public, e, signature, SM2_GBT32918_TEST_CURVE).releases_gil
+    with pytest.raises(ValueError, match="backend"):
+        sm2_verify_digest(public, e, signature, backend="gmp")
+
+
+def test_without_a_usable_libcrypto_the_python_check_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loader's fallbacks: no library found, or the environment choosing Python."""
+    monkeypatch.setattr(sm2_openssl, "_PROBLEM", [""])
+    monkeypatch.setattr(sm2_openssl, "_LIBRARY_NAMES", ("libcrypto-missing.so.99",))
+    monkeypatch.setattr(sm2_openssl.ctypes.util, "find_library", lambda name: None)
+    assert sm2_openssl._load() is None
+    assert "libcrypto-missing.so.99" in sm2_openssl._PROBLEM[0]
+    monkeypatch.setenv(sm2_openssl.BACKEND_ENV, "python")
+    assert sm2_openssl._load() is None
+    assert sm2_openssl._PROBLEM[0] == f"{sm2_openssl.BACKEND_ENV}=python"
+    monkeypatch.setattr(sm2_openssl, "_LOADED", [None])
+    d = 0xBEEF
+    e = sm3(b"fallback")
+    signature = sm2_sign_digest(d, e)
+    check = sm2_prepare_verify(sm2_public_key(d), e, signature)
+    assert not check.releases_gil and check.run() is True
+    assert sm2_verify_digest(sm2_public_key(d), e, signature) is True
+    with pytest.raises(CryptoError, match="libcrypto"):
+        sm2_verify_digest(sm2_public_key(d), e, signature, backend="openssl")

@@ -33,6 +33,7 @@ from healthcard_apdu.crypto import (
     mac_iso9797_alg1,
     mac_iso9797_alg3,
     rfc6979_nonces,
+    sm2_openssl,
     sm2_public_key,
     sm2_sign,
     sm2_sign_digest,
@@ -196,6 +197,9 @@ def _sm2(op: str, inp: Inputs, expected: Any) -> None:
     assert sm2_sign_digest(d, e, k=k, curve=curve) == signature
     assert sm2_verify(public, message, signature, user_id, curve) is expected["verify"]
     assert sm2_verify_digest(public, e, signature, curve) is expected["verify"]
+    assert sm2_verify_digest(public, e, signature, curve, backend="python") is expected["verify"]
+    if curve == SM2P256V1 and sm2_openssl.available():  # the compiled path, where usable
+        assert sm2_verify_digest(public, e, signature, backend="openssl") is expected["verify"]
     assert sm2_verify(public, message + b".", signature, user_id, curve) is False
     assert set(expected) == {"public_x", "public_y", "za", "e", "r", "s", "verify"}
 

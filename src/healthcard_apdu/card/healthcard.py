@@ -51,7 +51,8 @@ from healthcard_apdu.card.factor import (
 )
 from healthcard_apdu.card.notices import CardNotice, SignatureStatus
 from healthcard_apdu.card.session import CardSession
-from healthcard_apdu.card.signing import signature_slots, signed_record
+from healthcard_apdu.card.signing import check_beside, signature_slots, signed_record
+from healthcard_apdu.crypto import Sm2Check
 from healthcard_apdu.model import (
     EF,
     Addresses,
@@ -95,8 +96,8 @@ from healthcard_apdu.security import (
     FactorRule,
     KeySpec,
     SecurityModule,
+    prepare_record_check,
     sign_record,
-    verify_record,
 )
 from healthcard_apdu.security.errors import CertificateError
 from healthcard_apdu.transport.base import Transport
@@ -851,27 +852,38 @@ class HealthCard:
         if check_flag:
             self._check_flag(kind, number)
         raw = self._read_binary(target, 0, target.size or 0, target.read_key)
-        if self.verify_signatures if verify is None else verify:
-            try:
-                signed = self._verify_raw(kind, number, raw)
-            except SignatureInvalid:
-                self.signatures[path] = SignatureStatus.SIGNATURE_INVALID
-                raise
-            self.signatures[path] = (
-                SignatureStatus.SIGNED_VALID if signed else SignatureStatus.UNSIGNED
-            )
-            if not signed and self.require_signatures:
-                sig_item = signature_slots(kind.cls)[0].item
-                raise SignatureMissing(
-                    f"{kind.where(number)}: unsigned (no SM2 signature in item {sig_item.no}) "
-                    "and signatures are required",
-                    path=path,
-                    record=number,
-                    record_value=self._lenient_record(kind, raw),
-                )
-        else:
+        found: list[DecodeWarning] = []
+
+        def decode() -> FileValue:
+            return self._model(path, lambda: kind.cls.from_bytes(raw, warnings=found))
+
+        if not (self.verify_signatures if verify is None else verify):
             self.signatures[path] = SignatureStatus.NOT_CHECKED
-        return self._decoded(path, lambda w: kind.cls.from_bytes(raw, warnings=w))
+        else:
+            check = self._signature_check(kind, number, raw)
+            if check is None:
+                self.signatures[path] = SignatureStatus.UNSIGNED
+                if self.require_signatures:
+                    sig_item = signature_slots(kind.cls)[0].item
+                    raise SignatureMissing(
+                        f"{kind.where(number)}: unsigned (no SM2 signature in item "
+                        f"{sig_item.no}) and signatures are required",
+                        path=path,
+                        record=number,
+                        record_value=self._lenient_record(kind, raw),
+                    )
+            else:
+                # the record is decoded while libcrypto checks its signature (when it does);
+                # its notices are given only once the signature is known to be good
+                signed, decode = check_beside(check, decode)
+                if not signed:
+                    self.signatures[path] = SignatureStatus.SIGNATURE_INVALID
+                    raise self._bad_signature(kind, number, raw)
+                self.signatures[path] = SignatureStatus.SIGNED_VALID
+        value = decode()
+        for warning in found:
+            self._notice(CardNotice.from_decode(warning, path))
+        return value
 
     @staticmethod
     def _lenient_record(kind: _RecordKind, raw: bytes) -> Any:
@@ -880,43 +892,46 @@ class HealthCard:
         except ModelError:
             return None
 
-    def _verify_raw(self, kind: _RecordKind, number: int, raw: bytes) -> bool:
-        """Check the signature over the raw data bytes; False when the record is unsigned."""
-        where = kind.where(number)
-        path = kind.path(number)
+    def _signature_failure(
+        self, kind: _RecordKind, number: int, raw: bytes, reason: str
+    ) -> SignatureInvalid:
+        return SignatureInvalid(
+            f"{kind.where(number)}: signature check failed: {reason}",
+            path=kind.path(number),
+            record=number,
+            record_value=self._lenient_record(kind, raw),
+        )
+
+    def _signature_check(self, kind: _RecordKind, number: int, raw: bytes) -> Sm2Check | None:
+        """The check of the record's signature over its data bytes, ready to run; None when
+        the record is unsigned. A signature without a usable certificate raises
+        :class:`SignatureInvalid` (and records the status)."""
         signature_slot, certificate_slot = signature_slots(kind.cls)
         sig_item, cert_item = signature_slot.item, certificate_slot.item
         signature = raw[sig_item.offset : sig_item.end]
         certificate = raw[cert_item.offset : cert_item.end]
         if _blank(signature):
-            return False
-
-        def fail(reason: str) -> SignatureInvalid:
-            value = self._lenient_record(kind, raw)
-            return SignatureInvalid(
-                f"{where}: signature check failed: {reason}",
-                path=path,
-                record=number,
-                record_value=value,
-            )
-
+            return None
         if _blank(certificate):
-            raise fail(
-                f"item {sig_item.no} holds a signature but item {cert_item.no} "
-                "holds no SAM certificate"
-            )
-        try:
-            ok = verify_record(raw[: kind.cls.data_length()], signature, certificate)
-        except CertificateError as exc:
-            raise fail(f"the SAM certificate in item {cert_item.no} is unusable ({exc})") from None
-        if not ok:
-            raise fail(
-                f"the SM2 signature (item {sig_item.no}) does not verify over bytes "
-                f"0-{kind.cls.data_length() - 1} with the SAM certificate in the record "
-                f"(item {cert_item.no}); the record was changed after signing or the "
-                "signature is corrupt"
-            )
-        return True
+            reason = (f"item {sig_item.no} holds a signature but item {cert_item.no} "
+                      "holds no SAM certificate")
+        else:
+            try:
+                return prepare_record_check(raw[: kind.cls.data_length()], signature, certificate)
+            except CertificateError as exc:
+                reason = f"the SAM certificate in item {cert_item.no} is unusable ({exc})"
+        self.signatures[kind.path(number)] = SignatureStatus.SIGNATURE_INVALID
+        raise self._signature_failure(kind, number, raw, reason)
+
+    def _bad_signature(self, kind: _RecordKind, number: int, raw: bytes) -> SignatureInvalid:
+        sig_item, cert_item = (slot.item for slot in signature_slots(kind.cls))
+        return self._signature_failure(
+            kind, number, raw,
+            f"the SM2 signature (item {sig_item.no}) does not verify over bytes "
+            f"0-{kind.cls.data_length() - 1} with the SAM certificate in the record "
+            f"(item {cert_item.no}); the record was changed after signing or the "
+            "signature is corrupt",
+        )
 
     def _signed(
         self, kind: _RecordKind, number: int, record: FileValue, sign: SignMode

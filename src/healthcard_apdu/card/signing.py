@@ -2,23 +2,62 @@
 
 The SM2 signature covers the record's data bytes (EE 0..1638, ED 0..3012) and the SAM
 certificate travels in the record (docs/keys.md §5, docs/spec-choices.md). Used by
-:class:`~healthcard_apdu.card.HealthCard` on writes and by personalization.
+:class:`~healthcard_apdu.card.HealthCard` on writes and reads and by personalization.
+
+:func:`check_beside` runs a record's signature check and its decoding side by side when the
+check is one libcrypto call that releases the GIL: the decoding then goes to one worker
+thread (per process, started on first use) while the calling thread waits in libcrypto.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from healthcard_apdu.crypto import Sm2Check
 from healthcard_apdu.model import FileValue, Slot
 from healthcard_apdu.security import SecurityModule, sign_record, verify_record
 from healthcard_apdu.security.errors import CertificateError
 
-__all__ = ["signature_slots", "signed_record", "valid_signature"]
+__all__ = ["check_beside", "signature_slots", "signed_record", "valid_signature"]
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=FileValue)
+T = TypeVar("T")
+
+_WORKER: list[tuple[int, ThreadPoolExecutor]] = []  # (process id, executor): none after fork
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker() -> ThreadPoolExecutor:
+    with _WORKER_LOCK:
+        if not _WORKER or _WORKER[0][0] != os.getpid():
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="healthcard-decode")
+            _WORKER[:] = [(os.getpid(), executor)]
+        return _WORKER[0][1]
+
+
+def check_beside(check: Sm2Check, work: Callable[[], T]) -> tuple[bool, Callable[[], T]]:
+    """``check.run()`` and ``work()``; returns the check's answer and a function that gives
+    ``work``'s value or raises its exception.
+
+    When the check releases the GIL, ``work`` runs in the worker thread meanwhile; otherwise
+    the check runs first and ``work`` when the returned function is called. Either way the
+    caller sees the same answers and exceptions, and ``work`` must have no visible side
+    effect before its result is taken (it may be discarded when the check fails).
+    """
+    if check.releases_gil:
+        try:
+            future = _worker().submit(work)
+        except RuntimeError:  # interpreter shutting down: no new threads
+            return check.run(), work
+        return check.run(), future.result
+    return check.run(), work
 
 
 def signature_slots(cls: type[FileValue]) -> tuple[Slot, Slot]:

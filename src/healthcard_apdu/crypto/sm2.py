@@ -4,6 +4,9 @@ Points use Jacobian coordinates. Multiples of the generator use a signed comb ta
 per curve (public data); verification adds u2 * P from a comb table cached per public key once
 that key is seen a second time (bounded LRU), else from a width-5 NAF, and compares x without
 an inversion. docs/crypto.md gives the design and the figures. SM3 comes from ``cryptography``.
+On the standard curve, verification goes through the system's libcrypto when it is there and
+passes its self-test (:mod:`healthcard_apdu.crypto.sm2_openssl`); this module stays the
+fallback and the reference (``backend="python"``).
 
 Signing and key derivation run a fixed sequence of mixed additions whatever the scalar (odd
 digits only, no zero window skipped, negative table entries precomputed, parity fixed by
@@ -19,9 +22,10 @@ import operator
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from . import sm2_openssl
 from .errors import CryptoError
 from .sm3 import sm3
 
@@ -29,11 +33,14 @@ __all__ = [
     "DEFAULT_SM2_USER_ID",
     "SM2P256V1",
     "SM2_GBT32918_TEST_CURVE",
+    "Sm2Check",
     "Sm2Curve",
+    "sm2_backend",
     "sm2_clear_caches",
     "sm2_decode_public",
     "sm2_encode_public",
     "sm2_generate_private",
+    "sm2_prepare_verify",
     "sm2_public_key",
     "sm2_sign",
     "sm2_sign_digest",
@@ -592,10 +599,28 @@ def sm2_sign(
     return sm2_sign_digest(d, e, k=k, curve=curve)
 
 
+def sm2_backend() -> str:
+    """What verifies on the standard curve: ``"openssl"`` (libcrypto, see
+    :mod:`healthcard_apdu.crypto.sm2_openssl`) or ``"python"`` (this module)."""
+    return "openssl" if sm2_openssl.available() else "python"
+
+
 def sm2_verify_digest(
-    public: Point, e: bytes, signature: bytes, curve: Sm2Curve = SM2P256V1
+    public: Point,
+    e: bytes,
+    signature: bytes,
+    curve: Sm2Curve = SM2P256V1,
+    *,
+    backend: str | None = None,
 ) -> bool:
-    """Check r || s against a precomputed e. CryptoError only for an invalid public key."""
+    """Check r || s against a precomputed e. CryptoError only for an invalid public key.
+
+    ``backend``: ``None`` uses libcrypto for sm2p256v1 when it is available (same answers,
+    checked by the differential tests; it releases the GIL), else this module; ``"python"``
+    or ``"openssl"`` force one (``"openssl"`` raises CryptoError when it cannot be used).
+    """
+    if backend not in (None, "python", "openssl"):
+        raise ValueError(f"SM2 backend must be None, 'python' or 'openssl', got {backend!r}")
     _check_public(public, curve)
     size = curve.byte_length
     if len(signature) != 2 * size:
@@ -605,6 +630,16 @@ def sm2_verify_digest(
     s = int.from_bytes(signature[size:], "big")
     if not (1 <= r < n and 1 <= s < n):
         return False
+    if backend != "python":
+        compiled = (curve is SM2P256V1 or curve == SM2P256V1) and len(e) == size
+        if compiled and (backend == "openssl" or sm2_openssl.available()):
+            try:
+                return sm2_openssl.verify_digest(public, bytes(e), bytes(signature))
+            except OSError as exc:
+                if backend == "openssl":
+                    raise CryptoError(f"SM2 verification in libcrypto failed: {exc}") from None
+        elif backend == "openssl":
+            raise CryptoError("libcrypto verifies SM2 on sm2p256v1 with a 32-byte digest only")
     t = (r + s) % n
     if t == 0:
         return False
@@ -629,13 +664,63 @@ def sm2_verify_digest(
     return False
 
 
+class Sm2Check:
+    """A verification prepared by :func:`sm2_prepare_verify`; :meth:`run` gives the answer.
+
+    ``releases_gil`` is True when :meth:`run` is a single libcrypto call that releases the
+    GIL, so another thread can run Python code meanwhile.
+    """
+
+    __slots__ = ("_run", "releases_gil")
+
+    def __init__(self, run: Callable[[], bool], releases_gil: bool) -> None:
+        self._run = run
+        self.releases_gil = releases_gil
+
+    def run(self) -> bool:
+        return self._run()
+
+
+def _false() -> bool:
+    return False
+
+
+def sm2_prepare_verify(
+    public: Point, e: bytes, signature: bytes, curve: Sm2Curve = SM2P256V1
+) -> Sm2Check:
+    """:func:`sm2_verify_digest` in two steps: the checks of the inputs now (CryptoError for an
+    invalid public key, as there), the curve arithmetic in :meth:`Sm2Check.run` (the same
+    answer as :func:`sm2_verify_digest`)."""
+    _check_public(public, curve)
+    size = curve.byte_length
+    if len(signature) != 2 * size:
+        return Sm2Check(_false, False)
+    r = int.from_bytes(signature[:size], "big")
+    s = int.from_bytes(signature[size:], "big")
+    if not (1 <= r < curve.n and 1 <= s < curve.n):
+        return Sm2Check(_false, False)
+    if (curve is SM2P256V1 or curve == SM2P256V1) and len(e) == size and sm2_openssl.available():
+        try:
+            return Sm2Check(sm2_openssl.prepare(public, bytes(e), bytes(signature)).run, True)
+        except OSError:
+            pass  # the pure-Python check below gives the answer
+
+    def run() -> bool:
+        return sm2_verify_digest(public, e, signature, curve, backend="python")
+
+    return Sm2Check(run, False)
+
+
 def sm2_verify(
     public: Point,
     message: bytes,
     signature: bytes,
     user_id: bytes = DEFAULT_SM2_USER_ID,
     curve: Sm2Curve = SM2P256V1,
+    *,
+    backend: str | None = None,
 ) -> bool:
-    """Verify an SM2 signature r || s over ``message`` for ``user_id``."""
+    """Verify an SM2 signature r || s over ``message`` for ``user_id`` (``backend`` as in
+    :func:`sm2_verify_digest`)."""
     e = sm3(sm2_za(public, user_id, curve) + bytes(message))
-    return sm2_verify_digest(public, e, signature, curve)
+    return sm2_verify_digest(public, e, signature, curve, backend=backend)

@@ -65,6 +65,7 @@ from healthcard_apdu.security.session import (
 from healthcard_apdu.security.signing import (
     SamCertificate,
     build_certificate,
+    prepare_record_check,
     sign_record,
     verify_record,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "external_auth_cryptogram",
     "factor_candidates",
     "key_id",
+    "prepare_record_check",
     "protect_update",
     "protect_update_binary",
     "protect_update_record",
