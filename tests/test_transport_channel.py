@@ -213,21 +213,27 @@ _SCRIPTS = {
 }
 
 
-def _outcome(channel: Channel) -> tuple[str, object]:
+def _outcome(channel: Channel, data_only: bool = False) -> tuple[str, object]:
     try:
+        if data_only:
+            data = channel.call_data(c.read_record(1, 5))
+            return "ok", (data, 0x9000, type(data))
         response = channel.call(c.read_record(1, 5))
     except Exception as exc:  # the typed error is part of the behaviour compared
         return type(exc).__name__, str(exc)
     return "ok", (response.data, response.sw, type(response.data))
 
 
+@pytest.mark.parametrize("data_only", [False, True], ids=["call", "call_data"])
 @pytest.mark.parametrize("case", sorted(_SCRIPTS))
-def test_call_without_trace_answers_as_with_trace(case: str, tmp_path: Path) -> None:
+def test_call_without_trace_answers_as_with_trace(
+    case: str, data_only: bool, tmp_path: Path
+) -> None:
     fast_link, traced_link = ScriptedLink(_SCRIPTS[case]), ScriptedLink(_SCRIPTS[case])
-    fast = _outcome(Channel(fast_link))
+    fast = _outcome(Channel(fast_link), data_only)
     with Tracer(tmp_path / "trace.jsonl") as tracer:
-        traced = _outcome(Channel(traced_link, trace=tracer))
-    assert fast == traced
+        traced = _outcome(Channel(traced_link, trace=tracer), data_only)
+    assert fast == traced == _outcome(Channel(ScriptedLink(_SCRIPTS[case])))
     assert fast_link.sent == traced_link.sent
     assert fast_link.done()
 
@@ -239,6 +245,8 @@ def test_call_with_a_bytearray_link_returns_bytes() -> None:
 
     response = Channel(BytearrayLink(_SCRIPTS["9000"])).call(c.read_record(1, 5))
     assert type(response.data) is bytes and response.data == bytes.fromhex("0102030405")
+    data = Channel(BytearrayLink(_SCRIPTS["9000"])).call_data(c.read_record(1, 5))
+    assert type(data) is bytes and data == bytes.fromhex("0102030405")
 
 
 def test_memoized_commands_encode_once_and_copies_re_encode() -> None:

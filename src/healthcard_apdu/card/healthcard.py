@@ -155,7 +155,9 @@ _CYCLIC: dict[str, type[CyclicFile[Any]]] = {"DF02/EF07": Allergies, "DF02/EF08"
 # Per-file read plans: the commands and error contexts of a file's reads are built once per
 # process (commands are immutable), not per APDU. Keyed by EF path; bounded.
 _Step = tuple[CommandApdu, str]
+_Chunk = tuple[CommandApdu, str, int]
 _STEPS: dict[tuple[str, int, int, bool], _Step] = {}
+_BINARY_PLANS: dict[tuple[str, int, int, int], tuple[_Chunk, ...]] = {}
 _RECORD_READS: dict[tuple[str, bool, bool], tuple[tuple[int, CommandApdu, str], ...]] = {}
 _MAX_STEPS = 4096
 
@@ -167,14 +169,20 @@ def _remember(key: tuple[str, int, int, bool], step: _Step) -> _Step:
     return step
 
 
-def _binary_step(path: str, position: int, size: int) -> _Step:
-    """READ BINARY of ``size`` bytes at ``position`` and its error context."""
-    step = _STEPS.get((path, position, size, True))
-    if step is None:
-        where = f"{path} bytes {position}-{position + size - 1}"
-        step = (commands.read_binary(position, size), where)
-        _remember((path, position, size, True), step)
-    return step
+def _binary_plan(path: str, offset: int, length: int, chunk: int) -> tuple[_Chunk, ...]:
+    """(READ BINARY, error context, size) of each chunk of bytes ``offset .. offset+length-1``."""
+    key = (path, offset, length, chunk)
+    plan = _BINARY_PLANS.get(key)
+    if plan is None:
+        steps = []
+        for position in range(offset, offset + length, chunk):
+            size = min(chunk, offset + length - position)
+            where = f"{path} bytes {position}-{position + size - 1}"
+            steps.append((commands.read_binary(position, size), where, size))
+        if len(_BINARY_PLANS) >= _MAX_STEPS:
+            _BINARY_PLANS.clear()
+        plan = _BINARY_PLANS[key] = tuple(steps)
+    return plan
 
 
 def _record_step(path: str, number: int, length: int) -> _Step:
@@ -703,20 +711,16 @@ class HealthCard:
     def _read_binary(self, target: EF, offset: int, length: int, key: str | None) -> bytes:
         session = self.session
         session.ensure_access(target, key, target.path)
-        out = bytearray()
-        end = offset + length
-        position = offset
-        while position < end:
-            size = min(self.read_chunk, end - position)
-            command, where = _binary_step(target.path, position, size)
-            data = session.call(command, where).data
+        call = session.call_data
+        parts = []
+        for command, where, size in _binary_plan(target.path, offset, length, self.read_chunk):
+            data = call(command, where)
             if len(data) != size:
                 raise CardOperationError(
                     f"{where}: card returned {len(data)} bytes, expected {size}", path=target.path
                 )
-            out += data
-            position += size
-        return bytes(out)
+            parts.append(data)
+        return b"".join(parts)
 
     def _write_binary(self, target: EF, offset: int, data: bytes, key: str) -> None:
         session = self.session
@@ -733,9 +737,10 @@ class HealthCard:
         session = self.session
         session.ensure_access(target, target.read_key, target.path)
         by_tag = self.read_issuer_by_tag and target.path == _ISSUER
+        call = session.call_data
         records: dict[int, bytes] = {}
         for number, command, where in _record_reads(target, by_tag, self._whole_records()):
-            records[number] = session.call(command, where).data
+            records[number] = call(command, where)
         return self._decoded(target.path, lambda w: cls.from_records(records, warnings=w))
 
     def _write_records(self, value: FileValue) -> None:
@@ -776,10 +781,10 @@ class HealthCard:
         records: dict[int, bytes] = {}
         for number in range(1, (target.record_count or 0) + 1):
             try:
-                records[number] = self.session.call(
+                records[number] = self.session.call_data(
                     *_record_step(target.path, number,
                                   self._record_le(target.record_length or 256))
-                ).data
+                )
             except NotFound:
                 break  # a cyclic file holds only the records written so far
         return self._decoded(target.path, lambda w: container.from_records(records, warnings=w))

@@ -181,6 +181,19 @@ class CardSession:
             self.invalidate()
             raise
 
+    def call_data(self, command: CommandApdu, where: str) -> bytes:
+        """``call(command, where).data`` without the response object (the reads' hot path)."""
+        try:
+            return self.channel.call_data(command)
+        except NotFound as exc:
+            raise in_context(exc, where) from exc
+        except CardError as exc:
+            self.invalidate()
+            raise in_context(exc, where) from exc
+        except TransportError:
+            self.invalidate()
+            raise
+
     # -- selection --------------------------------------------------------------------------
 
     def select_df(self, name: str) -> None:

@@ -231,6 +231,8 @@ class PcscTransport(Transport):
     :func:`list_readers`, or ``None`` for the first reader holding a card. ``protocol`` forces
     0 (T=0) or 1 (T=1); by default it comes from the ATR. ``disposition`` is what happens to the
     card on close: ``"reset"`` (default: clears the security state), ``"unpower"`` or ``"leave"``.
+    The ATR is asked of pcscd once after connecting and after each :meth:`reset`; :meth:`atr`
+    returns it without another round trip.
     """
 
     def __init__(
@@ -244,6 +246,8 @@ class PcscTransport(Transport):
         self._context = _Context()
         scard = self._scard = self._context.scard
         self._handle: Any = None
+        self._transmit: Any = None
+        self._atr = b""
         try:
             self._reader = _choose_reader(self._context.readers(), reader, self._context)
             self._share = scard.SCARD_SHARE_EXCLUSIVE if exclusive else scard.SCARD_SHARE_SHARED
@@ -270,7 +274,12 @@ class PcscTransport(Transport):
                 self._handle = None
                 raise _error(scard, hr, "SCardConnect", self._reader)
             self._active = int(active)
+            self._transmit = scard.SCardTransmit
+            self._atr = self._status_atr()
         except BaseException:
+            if self._handle is not None:
+                scard.SCardDisconnect(self._handle, scard.SCARD_LEAVE_CARD)
+                self._handle = None
             self._context.close()
             raise
 
@@ -308,14 +317,18 @@ class PcscTransport(Transport):
         handle = self._handle
         if handle is None:
             handle = self._live_handle()  # raises: the transport is closed
-        hr, response = self._scard.SCardTransmit(handle, self._active, list(apdu))
-        if hr != self._scard.SCARD_S_SUCCESS:
+        hr, response = self._transmit(handle, self._active, list(apdu))
+        if hr:  # not SCARD_S_SUCCESS (0)
             raise _error(self._scard, hr, "SCardTransmit", self._reader)
         return bytes(response)
 
     def atr(self) -> bytes:
-        handle = self._live_handle()
-        hr, _reader, _state, _protocol, atr = self._scard.SCardStatus(handle)
+        """The ATR of the card as connected or last reset (asked of pcscd then, not again)."""
+        self._live_handle()
+        return self._atr
+
+    def _status_atr(self) -> bytes:
+        hr, _reader, _state, _protocol, atr = self._scard.SCardStatus(self._live_handle())
         if hr != self._scard.SCARD_S_SUCCESS:
             raise _error(self._scard, hr, "SCardStatus", self._reader)
         return bytes(atr)
@@ -328,7 +341,8 @@ class PcscTransport(Transport):
         if hr != scard.SCARD_S_SUCCESS:
             raise _error(scard, hr, "SCardReconnect", self._reader)
         self._active = int(active)
-        return self.atr()
+        self._atr = self._status_atr()
+        return self._atr
 
     def close(self) -> None:
         if self._handle is not None:
