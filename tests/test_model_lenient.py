@@ -3,6 +3,8 @@ exception (issue 10 §2); the encoders and validators still refuse what is out o
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,10 +16,12 @@ from healthcard_apdu.model import (
     InpatientRecord,
     IssuerData,
     Item,
+    OutpatientRecord,
     decode_item,
     decode_item_lenient,
     decode_tlv,
     decode_tlv_lenient,
+    empty_value,
     encode_item,
     file_class,
     item,
@@ -150,3 +154,74 @@ def test_any_ee_bytes_decode_leniently(chunk: bytes, offset: int) -> None:
     raw = bytearray(InpatientRecord().to_bytes())
     raw[offset : offset + len(chunk)] = chunk
     InpatientRecord.from_bytes(bytes(raw), warnings=[])
+
+
+# --- the file decoders' direct paths give what the item decoders give ------------------------
+
+
+def _reference_records(cls: type, records: dict[int, bytes]) -> tuple[dict, list]:
+    """from_records(..., warnings=...) item by item through decode_tlv/item_lenient."""
+    values, found = {}, []
+    tlv = cls.structure() == "tlv_records"
+    for s in cls.slots():
+        raw = records.get(s.record or 0)
+        if raw is None:
+            values[s.field] = empty_value(s.item)
+            continue
+        value, warning = (decode_tlv_lenient if tlv else decode_item_lenient)(s.item, raw)
+        values[s.field] = value
+        if warning is not None:
+            found.append(dataclasses.replace(warning, context=cls.LAYOUT, record=s.record))
+    return values, found
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(_RECORD_FILES), st.data())
+def test_record_files_decode_as_their_items_do(path: str, data: st.DataObject) -> None:
+    cls = file_class(path)
+    records = dict(cls().to_records())
+    for number in data.draw(st.lists(st.sampled_from(sorted(records)), max_size=4)):
+        kind = data.draw(st.sampled_from(["bytes", "value", "tag", "length"]))
+        raw = bytearray(records[number])
+        if kind == "bytes" or len(raw) < 3:
+            records[number] = data.draw(st.binary(max_size=40))
+            continue
+        if kind == "value":
+            raw[data.draw(st.integers(2, len(raw) - 1))] = data.draw(st.integers(0, 255))
+        elif kind == "tag":
+            raw[0] ^= data.draw(st.integers(1, 255))
+        else:
+            raw[1] = data.draw(st.integers(0, 255))
+        records[number] = bytes(raw)
+    found: list = []
+    value = cls.from_records(records, warnings=found)
+    expected, expected_found = _reference_records(cls, records)
+    assert {s.field: getattr(value, s.field) for s in cls.slots()} == expected
+    assert found == expected_found
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([InpatientRecord, OutpatientRecord]), st.binary(max_size=64),
+       st.integers(0, 3200), st.integers(0, 3200))
+def test_record_images_decode_as_their_items_do(
+    cls: type, chunk: bytes, offset: int, cut: int
+) -> None:
+    raw = bytearray(cls().to_bytes())
+    raw[offset : offset + len(chunk)] = chunk
+    image = bytes(raw[: max(cut, cls.data_length())]) if cut % 3 else bytes(raw[:cut])
+    found: list = []
+    value = cls.from_bytes(image, warnings=found)
+    expected_found = []
+    for s in cls.slots():
+        start, end = s.item.offset or 0, (s.item.offset or 0) + s.item.length
+        part = image[start:end]
+        if start >= len(image) or (
+            len(part) < s.item.length and len(image) in (cls.byte_size(), cls.data_length())
+        ):
+            assert getattr(value, s.field) == empty_value(s.item)
+            continue
+        item_value, warning = decode_item_lenient(s.item, part)
+        assert getattr(value, s.field) == item_value
+        if warning is not None:
+            expected_found.append(dataclasses.replace(warning, context=cls.LAYOUT))
+    assert found == expected_found

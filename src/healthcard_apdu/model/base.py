@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
@@ -22,6 +22,7 @@ from .codec import (
     empty_value,
     encode_item,
     encode_tlv,
+    exact_decoder,
 )
 from .errors import DecodeError, LayoutError, SchemaError, ValidationError
 from .layout import EF, Item, Structure, files_of_layout, items_in_range, layout_items
@@ -47,9 +48,12 @@ class Slot:
 
 _SLOTS: dict[type, tuple[Slot, ...]] = {}
 
-_BytesPlan = tuple[int, int, Slot | None, tuple[tuple[str, Item, int, int], ...]]
+_Decoder = Callable[[Item, bytes], Value] | None
+_BytesPlan = tuple[int, int, Slot | None, tuple[tuple[str, Item, int, int, _Decoder], ...]]
 """(size, data length, the photo slot or None, (field, item, offset, end) per slot)."""
 _BYTES_PLANS: dict[type, _BytesPlan] = {}
+_EXACT: dict[int, Any] = {}  # item number -> exact_decoder(item)
+_NOT_SET = object()
 _DIRECT_BUILD: dict[type, bool] = {}
 
 
@@ -224,6 +228,23 @@ class FileValue:
         fields: dict[str, Value] = {}
         for s in cls.slots():
             raw = records.get(s.record or 0)
+            if raw is not None and warnings is not None and tlv:
+                # the usual case, decode_tlv's own path: the tag and the full length
+                item = s.item
+                exact = _EXACT.get(item.no, _NOT_SET)
+                if exact is _NOT_SET:
+                    exact = _EXACT[item.no] = exact_decoder(item)
+                if (
+                    exact is not None
+                    and len(raw) == 2 + item.length
+                    and raw[0] == item.tag
+                    and raw[1] == item.length
+                ):
+                    try:
+                        fields[s.field] = exact(item, bytes(raw[2:]))
+                        continue
+                    except DecodeError:
+                        pass  # out of spec: decode_tlv_lenient below gives value and warning
             if raw is None:
                 fields[s.field] = empty_value(s.item)
             elif warnings is None:
@@ -300,7 +321,13 @@ class FileValue:
             size = cls.byte_size()
             photo = slots[0] if slots[0].item.kind == "photo" else None
             entries = tuple(
-                (s.field, s.item, s.item.offset or 0, (s.item.offset or 0) + s.item.length)
+                (
+                    s.field,
+                    s.item,
+                    s.item.offset or 0,
+                    (s.item.offset or 0) + s.item.length,
+                    exact_decoder(s.item),
+                )
                 for s in slots
             )
             plan = _BYTES_PLANS[cls] = (size, cls.data_length(), photo, entries)
@@ -326,7 +353,7 @@ class FileValue:
                 None, length, f"needs {size} (or {data_length}) bytes", context=cls.LAYOUT
             )
         fields: dict[str, Value] = {}
-        for name, item, offset, end in entries:
+        for name, item, offset, end, _ in entries:
             if offset >= length:
                 fields[name] = empty_value(item)
             else:
@@ -341,7 +368,13 @@ class FileValue:
         length = len(raw)
         whole = length in (size, data_length)
         fields: dict[str, Value] = {}
-        for name, item, offset, end in entries:
+        for name, item, offset, end, exact in entries:
+            if exact is not None and end <= length and photo is None:  # decode_item, directly
+                try:
+                    fields[name] = exact(item, raw[offset:end])
+                    continue
+                except DecodeError:
+                    pass  # out of spec: the lenient decoding below gives value and warning
             if offset >= length:
                 fields[name] = empty_value(item)
                 continue

@@ -25,6 +25,7 @@ written back.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import DecodeError, EncodeError, LayoutError
@@ -227,6 +228,18 @@ def decode_item(item: Item, raw: bytes) -> Value:
     if fmt == "cn":
         return decode_cn(item, raw)
     return _decode_b(item, raw)
+
+
+def exact_decoder(item: Item) -> Callable[[Item, bytes], Value] | None:
+    """What :func:`decode_item` calls for bytes of exactly ``item.length`` (None for the
+    photo): the file decoders call it directly when the length is known to fit."""
+    if item.fmt == "b" and item.kind == "photo":
+        return None
+    if item.fmt == "ans":
+        return decode_ans
+    if item.fmt == "cn":
+        return decode_cn
+    return _decode_b
 
 
 def encode_tlv(item: Item, value: object) -> bytes:
