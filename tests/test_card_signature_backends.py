@@ -1,9 +1,12 @@
 """Record signatures read the same whichever SM2 backend checks them.
 
-With libcrypto the reader decodes an EE/ED record in a worker thread while libcrypto checks its
-signature (``card.signing.check_beside``); with the pure-Python backend it checks first and
-decodes after. Every scenario below is read both ways and must give the same value, exception,
-notices (in order, and as heard by ``on_notice``), signature statuses and APDUs.
+With libcrypto a record's signature is checked in a worker thread (``card.signing.start_check``)
+while the reader decodes the record, and in ``read_card`` while it goes on with the next APDUs;
+what the check decides (status, notices, SignatureInvalid) is settled in the order of the reads.
+With the pure-Python backend everything happens in order, as before. Every scenario below is
+read both ways and must give the same value, exception, notices (in order, and as heard by
+``on_notice``) and signature statuses; the APDUs are the same, except that a failing deferred
+check may be found after the following reads were sent.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import pytest
 from healthcard_apdu import model
 from healthcard_apdu.card import HealthCard, SignatureInvalid, SignatureMissing
 from healthcard_apdu.card.notices import CardNotice, SignatureStatus
-from healthcard_apdu.card.signing import check_beside
+from healthcard_apdu.card.signing import start_check
 from healthcard_apdu.crypto import Sm2Check, sm2_openssl
 from healthcard_apdu.security import sign_record
 from healthcard_apdu.sim import SimCard
-from test_card_fixtures import ee_data, health_card, sample
+from healthcard_apdu.transport import TransportError
+from test_card_fixtures import Recorder, ee_data, health_card, sample
 
 INPATIENT_DATA = model.InpatientRecord.data_length()
 OUTPATIENT_DATA = model.OutpatientRecord.data_length()
@@ -56,6 +60,33 @@ def _unsigned(card: HealthCard, sim: SimCard) -> None:
     card.write_inpatient(2, inpatient, sign=False)
 
 
+def _index_notice(card: HealthCard, sim: SimCard) -> None:
+    """EE01 signed with notices, and DF03/EF06 record 2 holding 42 (a notice, not valid)."""
+    _out_of_spec(card, sim, sign=True)
+    mf: Any = sim.image.mf
+    mf.children[0xDDF1].children[0xDF03].children[0xEF06].records[1] = b"\x42"
+
+
+def _both_tampered(card: HealthCard, sim: SimCard) -> None:
+    _out_of_spec(card, sim, sign=False)
+    ee_data(sim, 0xED01)[7] ^= 0x20
+
+
+def _fail_at_ed01(card: HealthCard, sim: SimCard) -> None:
+    """EE01 tampered, and the link fails when ED01 is selected."""
+    _out_of_spec(card, sim, sign=False)
+    transport = card.channel.transport
+    assert isinstance(transport, Recorder)
+    real = transport.transmit
+
+    def transmit(apdu: bytes) -> bytes:
+        if apdu.hex().upper().startswith("00A4000002ED01"):
+            raise TransportError("link lost")
+        return real(apdu)
+
+    transport.transmit = transmit  # type: ignore[method-assign]
+
+
 Scenario = tuple[Callable[[HealthCard, SimCard], None], Callable[[HealthCard], Any], dict[str, Any]]
 SCENARIOS: dict[str, Scenario] = {
     "signed, with notices": (
@@ -73,6 +104,9 @@ SCENARIOS: dict[str, Scenario] = {
         lambda card: card.read_card(verify=False),
         {},
     ),
+    "notice of a later file while a check runs": (_index_notice, HealthCard.read_card, {}),
+    "both records tampered": (_both_tampered, HealthCard.read_card, {}),
+    "link lost after a failing record": (_fail_at_ed01, HealthCard.read_card, {}),
     "one record": (
         lambda card, sim: _out_of_spec(card, sim, sign=True),
         lambda card: card.read_inpatient(1),
@@ -117,7 +151,15 @@ def _outcome(backend: str, name: str, monkeypatch: pytest.MonkeyPatch) -> dict[s
 def test_both_backends_read_the_same(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     compiled = _outcome("openssl", name, monkeypatch)
     python = _outcome("python", name, monkeypatch)
+    compiled_apdus, python_apdus = compiled.pop("apdus"), python.pop("apdus")
     assert compiled == python
+    if python["error"] is None:
+        assert compiled_apdus == python_apdus
+    else:  # a deferred check's failure may surface after the following reads
+        assert compiled_apdus[: len(python_apdus)] == python_apdus
+    if name in ("both records tampered", "link lost after a failing record"):
+        # EE01's check ran on while DF03/EF06 and ED01 were read (read_card defers it)
+        assert len(compiled_apdus) > len(python_apdus)
     # and what each scenario must show
     error, statuses = python["error"], python["signatures"]
     decode_notices = [n for n in python["warnings"] if n.kind == "decode" and n.path == "DF03/EE01"]
@@ -134,6 +176,17 @@ def test_both_backends_read_the_same(name: str, monkeypatch: pytest.MonkeyPatch)
         assert error is not None and error[0] is SignatureInvalid and "unusable" in error[1]
         assert statuses["DF03/EE01"] is SignatureStatus.SIGNED_VALID
         assert statuses["DF03/ED01"] is SignatureStatus.SIGNATURE_INVALID
+    elif name == "notice of a later file while a check runs":
+        assert error is None and decode_notices
+        index_notices = [n for n in python["warnings"] if n.path == "DF03/EF06"]
+        assert index_notices
+        assert python["warnings"].index(decode_notices[-1]) < python["warnings"].index(
+            index_notices[0]
+        )
+    elif name in ("both records tampered", "link lost after a failing record"):
+        assert error is not None and error[0] is SignatureInvalid and error[2] == "DF03/EE01"
+        assert statuses == {"DF03/EE01": SignatureStatus.SIGNATURE_INVALID}
+        assert not decode_notices
     elif name == "unsigned, signatures required":
         assert error is not None and error[0] is SignatureMissing and error[2] == "DF03/EE02"
         assert statuses["DF03/EE02"] is SignatureStatus.UNSIGNED
@@ -143,31 +196,19 @@ def test_both_backends_read_the_same(name: str, monkeypatch: pytest.MonkeyPatch)
 
 
 class _Check(Sm2Check):
-    def __init__(self, answer: bool, releases_gil: bool) -> None:
-        super().__init__(lambda: answer, releases_gil)
+    def __init__(self, answer: bool, releases_gil: bool, threads: list[int]) -> None:
+        def run() -> bool:
+            threads.append(threading.get_ident())
+            return answer
+
+        super().__init__(run, releases_gil)
 
 
-def test_check_beside_runs_the_work_in_the_worker_only_beside_a_gil_free_check() -> None:
+def test_a_gil_free_check_runs_in_the_worker_and_another_at_once() -> None:
     here = threading.get_ident()
     threads: list[int] = []
-
-    def work() -> str:
-        threads.append(threading.get_ident())
-        return "decoded"
-
-    answer, result = check_beside(_Check(True, releases_gil=True), work)
-    assert answer is True and result() == "decoded" and threads[-1] != here
-    answer, result = check_beside(_Check(False, releases_gil=False), work)
-    assert answer is False and len(threads) == 1  # not run: the caller raises first
-    assert result() == "decoded" and threads[-1] == here
-
-
-def test_check_beside_hands_the_work_exception_to_the_caller() -> None:
-    def work() -> str:
-        raise model.LayoutError("bad bytes")
-
-    for releases_gil in (True, False):
-        answer, result = check_beside(_Check(True, releases_gil), work)
-        assert answer is True
-        with pytest.raises(model.LayoutError, match="bad bytes"):
-            result()
+    answer = start_check(_Check(True, True, threads))
+    assert answer() is True and threads == [threads[0]] and threads[0] != here
+    answer = start_check(_Check(False, False, threads))
+    assert threads[-1] == here  # ran before start_check returned
+    assert answer() is False and len(threads) == 2

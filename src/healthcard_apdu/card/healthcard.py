@@ -51,7 +51,7 @@ from healthcard_apdu.card.factor import (
 )
 from healthcard_apdu.card.notices import CardNotice, SignatureStatus
 from healthcard_apdu.card.session import CardSession
-from healthcard_apdu.card.signing import check_beside, signature_slots, signed_record
+from healthcard_apdu.card.signing import signature_slots, signed_record, start_check
 from healthcard_apdu.crypto import Sm2Check
 from healthcard_apdu.model import (
     EF,
@@ -144,6 +144,20 @@ class _RecordKind:
 
     def where(self, number: int) -> str:
         return f"{self.path(number)} ({self.label} {number})"
+
+
+@dataclass
+class _PendingRecord:
+    """An EE/ED record read whose signature check still runs (``answer`` gives it): its
+    status and notices wait until the check is known, see :meth:`HealthCard._settle`."""
+
+    kind: _RecordKind
+    number: int
+    raw: bytes
+    answer: Callable[[], bool]
+    found: list[DecodeWarning]
+    value: FileValue | None = None
+    error: Exception | None = None
 
 
 _INPATIENT = _RecordKind("inpatient record", InpatientRecord, "DF03/EE0", 3, "DF03/EF05")
@@ -279,6 +293,8 @@ class HealthCard:
         self.warnings: list[CardNotice] = []
         #: Signature status of each EE/ED record read, by path ("DF03/EE01").
         self.signatures: dict[str, SignatureStatus] = {}
+        self._pending: list[_PendingRecord] = []  # records read_card has not settled yet
+        self._settling = False
         self.on_notice = on_notice
         self.require_signatures = require_signatures
         self.session = CardSession(
@@ -298,6 +314,8 @@ class HealthCard:
     # == notices and the card factor =========================================================
 
     def _notice(self, notice: CardNotice) -> None:
+        if self._pending and not self._settling:
+            self._settle()  # the notices of records read before come first
         self.warnings.append(notice)
         log.info("%s", notice.message)
         if self.on_notice is not None:
@@ -609,12 +627,28 @@ class HealthCard:
             "allergies": self.read_allergies(),
             "immunizations": self.read_immunizations(),
         }
-        for name, kind in (("inpatient", _INPATIENT), ("outpatient", _OUTPATIENT)):
-            index = self._read_records(file_class(kind.index), ef(kind.index))
-            flags = list(index.values().values())
+        try:
+            # a signed record's check may run on while the next APDUs are exchanged; what it
+            # decides (status, notices, SignatureInvalid) is settled in the order of the reads
+            for name, kind in (("inpatient", _INPATIENT), ("outpatient", _OUTPATIENT)):
+                index = self._read_records(file_class(kind.index), ef(kind.index))
+                flags = list(index.values().values())
+                fields[name] = [
+                    self._read_record_step(kind, n, verify, check_flag=False, defer=True)
+                    if valid else None
+                    for n, valid in enumerate(flags, start=1)
+                ]
+            self._settle()
+        except Exception:
+            self._settle()  # an earlier record's failure is the error, as without deferring
+            raise
+        except BaseException:
+            self._pending.clear()
+            raise
+        for name in ("inpatient", "outpatient"):
             fields[name] = tuple(
-                self._read_record(kind, n, verify, check_flag=False) if valid else None
-                for n, valid in enumerate(flags, start=1)
+                record.value if isinstance(record, _PendingRecord) else record
+                for record in fields[name]
             )
         return CardData(**fields)
 
@@ -852,43 +886,89 @@ class HealthCard:
     def _read_record(
         self, kind: _RecordKind, number: int, verify: bool | None, *, check_flag: bool = True
     ) -> FileValue:
+        value = self._read_record_step(kind, number, verify, check_flag=check_flag)
+        assert not isinstance(value, _PendingRecord)
+        return value
+
+    def _read_record_step(
+        self,
+        kind: _RecordKind,
+        number: int,
+        verify: bool | None,
+        *,
+        check_flag: bool = True,
+        defer: bool = False,
+    ) -> FileValue | _PendingRecord:
+        """The record's value; with ``defer`` (read_card) a :class:`_PendingRecord` when its
+        signature check runs on in the worker thread (its value once settled)."""
         path = kind.path(number)
         target = ef(path)
         if check_flag:
             self._check_flag(kind, number)
         raw = self._read_binary(target, 0, target.size or 0, target.read_key)
-        found: list[DecodeWarning] = []
-
-        def decode() -> FileValue:
-            return self._model(path, lambda: kind.cls.from_bytes(raw, warnings=found))
-
         if not (self.verify_signatures if verify is None else verify):
-            self.signatures[path] = SignatureStatus.NOT_CHECKED
-        else:
-            check = self._signature_check(kind, number, raw)
-            if check is None:
-                self.signatures[path] = SignatureStatus.UNSIGNED
-                if self.require_signatures:
-                    sig_item = signature_slots(kind.cls)[0].item
-                    raise SignatureMissing(
-                        f"{kind.where(number)}: unsigned (no SM2 signature in item "
-                        f"{sig_item.no}) and signatures are required",
-                        path=path,
-                        record=number,
-                        record_value=self._lenient_record(kind, raw),
-                    )
-            else:
-                # the record is decoded while libcrypto checks its signature (when it does);
-                # its notices are given only once the signature is known to be good
-                signed, decode = check_beside(check, decode)
-                if not signed:
-                    self.signatures[path] = SignatureStatus.SIGNATURE_INVALID
-                    raise self._bad_signature(kind, number, raw)
-                self.signatures[path] = SignatureStatus.SIGNED_VALID
-        value = decode()
-        for warning in found:
+            self._set_status(path, SignatureStatus.NOT_CHECKED)
+            return self._decoded(path, lambda w: kind.cls.from_bytes(raw, warnings=w))
+        check = self._signature_check(kind, number, raw)
+        if check is None:
+            self._set_status(path, SignatureStatus.UNSIGNED)
+            if self.require_signatures:
+                sig_item = signature_slots(kind.cls)[0].item
+                raise SignatureMissing(
+                    f"{kind.where(number)}: unsigned (no SM2 signature in item {sig_item.no}) "
+                    "and signatures are required",
+                    path=path,
+                    record=number,
+                    record_value=self._lenient_record(kind, raw),
+                )
+            return self._decoded(path, lambda w: kind.cls.from_bytes(raw, warnings=w))
+        # the check runs (in the worker thread with libcrypto) while the record is decoded;
+        # the decoding's notices or error count only once the signature is known to be good
+        found: list[DecodeWarning] = []
+        record = _PendingRecord(kind, number, raw, start_check(check), found)
+        try:
+            record.value = self._model(path, lambda: kind.cls.from_bytes(raw, warnings=found))
+        except Exception as exc:
+            record.error = exc
+        if defer and check.releases_gil:
+            self._pending.append(record)
+            return record
+        if self._pending:
+            self._settle()
+        return self._finish(record)
+
+    def _set_status(self, path: str, status: SignatureStatus) -> None:
+        if self._pending and not self._settling:
+            self._settle()  # the records read before are decided first
+        self.signatures[path] = status
+
+    def _settle(self) -> None:
+        """Decide the records whose checks still run, in the order they were read: status,
+        then notices. The first failure is raised and the later records are dropped (a read
+        that stopped there would not have reached them)."""
+        self._settling = True
+        try:
+            while self._pending:
+                self._finish(self._pending.pop(0))
+        except BaseException:
+            self._pending.clear()
+            raise
+        finally:
+            self._settling = False
+
+    def _finish(self, record: _PendingRecord) -> FileValue:
+        kind, number = record.kind, record.number
+        path = kind.path(number)
+        if not record.answer():
+            self.signatures[path] = SignatureStatus.SIGNATURE_INVALID
+            raise self._bad_signature(kind, number, record.raw)
+        self.signatures[path] = SignatureStatus.SIGNED_VALID
+        if record.error is not None:
+            raise record.error
+        for warning in record.found:
             self._notice(CardNotice.from_decode(warning, path))
-        return value
+        assert record.value is not None
+        return record.value
 
     @staticmethod
     def _lenient_record(kind: _RecordKind, raw: bytes) -> Any:
@@ -925,7 +1005,7 @@ class HealthCard:
                 return prepare_record_check(raw[: kind.cls.data_length()], signature, certificate)
             except CertificateError as exc:
                 reason = f"the SAM certificate in item {cert_item.no} is unusable ({exc})"
-        self.signatures[kind.path(number)] = SignatureStatus.SIGNATURE_INVALID
+        self._set_status(kind.path(number), SignatureStatus.SIGNATURE_INVALID)
         raise self._signature_failure(kind, number, raw, reason)
 
     def _bad_signature(self, kind: _RecordKind, number: int, raw: bytes) -> SignatureInvalid:

@@ -4,9 +4,9 @@ The SM2 signature covers the record's data bytes (EE 0..1638, ED 0..3012) and th
 certificate travels in the record (docs/keys.md §5, docs/spec-choices.md). Used by
 :class:`~healthcard_apdu.card.HealthCard` on writes and reads and by personalization.
 
-:func:`check_beside` runs a record's signature check and its decoding side by side when the
-check is one libcrypto call that releases the GIL: the decoding then goes to one worker
-thread (per process, started on first use) while the calling thread waits in libcrypto.
+:func:`start_check` runs a record's signature check in one worker thread (per process, started
+on first use) when the check is one libcrypto call that releases the GIL, so the reader can
+decode the record and go on with the card meanwhile.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from healthcard_apdu.model import FileValue, Slot
 from healthcard_apdu.security import SecurityModule, sign_record, verify_record
 from healthcard_apdu.security.errors import CertificateError
 
-__all__ = ["check_beside", "signature_slots", "signed_record", "valid_signature"]
+__all__ = ["signature_slots", "signed_record", "start_check", "valid_signature"]
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=FileValue)
-T = TypeVar("T")
 
+_SLOTS: dict[type[FileValue], tuple[Slot, Slot]] = {}
 _WORKER: list[tuple[int, ThreadPoolExecutor]] = []  # (process id, executor): none after fork
 _WORKER_LOCK = threading.Lock()
 
@@ -42,30 +42,30 @@ def _worker() -> ThreadPoolExecutor:
         return _WORKER[0][1]
 
 
-def check_beside(check: Sm2Check, work: Callable[[], T]) -> tuple[bool, Callable[[], T]]:
-    """``check.run()`` and ``work()``; returns the check's answer and a function that gives
-    ``work``'s value or raises its exception.
+def start_check(check: Sm2Check) -> Callable[[], bool]:
+    """Start ``check`` and return the function that gives its answer.
 
-    When the check releases the GIL, ``work`` runs in the worker thread meanwhile; otherwise
-    the check runs first and ``work`` when the returned function is called. Either way the
-    caller sees the same answers and exceptions, and ``work`` must have no visible side
-    effect before its result is taken (it may be discarded when the check fails).
+    A check that releases the GIL (libcrypto) runs in the worker thread, so this thread can
+    decode the record or exchange the next APDUs meanwhile; any other runs here and now.
     """
     if check.releases_gil:
         try:
-            future = _worker().submit(work)
-        except RuntimeError:  # interpreter shutting down: no new threads
-            return check.run(), work
-        return check.run(), future.result
-    return check.run(), work
+            return _worker().submit(check.run).result
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            pass
+    answer = check.run()
+    return lambda: answer
 
 
 def signature_slots(cls: type[FileValue]) -> tuple[Slot, Slot]:
     """The signature and SAM-certificate slots of an EE/ED layout (right after the data)."""
-    data_length = cls.data_length()
-    by_offset = {s.item.offset: s for s in cls.slots()}
-    signature = by_offset[data_length]
-    return signature, by_offset[signature.item.end]
+    found = _SLOTS.get(cls)
+    if found is None:
+        data_length = cls.data_length()
+        by_offset = {s.item.offset: s for s in cls.slots()}
+        signature = by_offset[data_length]
+        found = _SLOTS[cls] = (signature, by_offset[signature.item.end])
+    return found
 
 
 def _blank(raw: bytes) -> bool:
