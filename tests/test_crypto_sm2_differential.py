@@ -11,6 +11,7 @@ case below runs all three, and libcrypto's answer on the standard curve.
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -259,10 +260,42 @@ def test_libcrypto_keys_stay_bounded_and_are_reused() -> None:
     for d in range(2, 2 + sm2_openssl._MAX_KEYS + 5):
         assert sm2_verify_digest(sm2_public_key(d), e, sm2_sign_digest(d, e), backend="openssl")
     assert len(sm2_openssl._KEYS) == sm2_openssl._MAX_KEYS
-    last = sm2_public_key(2 + sm2_openssl._MAX_KEYS + 4)
+    d = 2 + sm2_openssl._MAX_KEYS + 4
+    last = sm2_public_key(d)
     held = sm2_openssl._KEYS[last]
-    assert sm2_verify_digest(last, e, sm2_sign_digest(2 + sm2_openssl._MAX_KEYS + 4, e))
-    assert sm2_openssl._KEYS[last] == held
+    assert len(held.idle) == 1  # the context of the verification above, set up for the next
+    signature = sm2_sign_digest(d, e)
+    assert sm2_verify_digest(last, e, signature, backend="openssl")
+    assert sm2_openssl._KEYS[last] is held and len(held.idle) == 1
+    assert not sm2_verify_digest(last, sm3(e), signature, backend="openssl")
+    assert len(held.idle) == 0  # a context is not reused after a failed verification
+    unused = sm2_prepare_verify(last, e, signature)
+    assert unused.releases_gil
+    del unused  # a check that never ran gives its context back
+    assert len(held.idle) == 1
+
+
+def test_libcrypto_checks_from_several_threads_at_once() -> None:
+    _libcrypto()
+    keys = [0xA11CE + i for i in range(3)]
+    cases = []
+    for d in keys:
+        e = sm3(d.to_bytes(4, "big"))
+        good = sm2_sign_digest(d, e)
+        bad = _tampered(good, random.Random(d))
+        cases += [(sm2_public_key(d), e, good, True), (sm2_public_key(d), e, bad, False)]
+
+    def work(index: int) -> list[bool]:
+        return [
+            sm2_verify_digest(public, e, signature, backend="openssl") is expected
+            for public, e, signature, expected in cases[index % 2 :] * 6
+        ]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(8)))
+    assert all(all(row) for row in results)
+    for public, _, _, _ in cases:
+        assert len(sm2_openssl._KEYS[public].idle) <= sm2_openssl._MAX_IDLE
 
 
 def test_the_compiled_check_is_refused_where_it_does_not_apply() -> None:

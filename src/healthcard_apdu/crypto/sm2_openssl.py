@@ -96,7 +96,20 @@ _LOAD_LOCK = threading.Lock()
 _KEYS_LOCK = threading.Lock()
 _LOADED: list[_Library | None] = []  # empty until loaded, then [the library or None]
 _PROBLEM: list[str] = [""]
-_KEYS: OrderedDict[Point, int] = OrderedDict()  # public key -> EVP_PKEY* (one reference)
+_MAX_IDLE = 4  # verification contexts kept per key (one per thread that verifies at once)
+
+
+class _Key:
+    """A public key in libcrypto (one reference) and its idle verification contexts."""
+
+    __slots__ = ("idle", "pkey")
+
+    def __init__(self, pkey: int) -> None:
+        self.pkey = pkey
+        self.idle: list[int] = []
+
+
+_KEYS: OrderedDict[Point, _Key] = OrderedDict()
 
 
 def _load() -> _Library | None:
@@ -150,10 +163,17 @@ def problem() -> str:
     return "" if available() else _PROBLEM[0]
 
 
+def _free_key(library: _Library, key: _Key) -> None:
+    for context in key.idle:
+        library.EVP_PKEY_CTX_free(context)
+    key.idle.clear()
+    library.EVP_PKEY_free(key.pkey)  # contexts in use hold their own reference
+
+
 def _forget_keys(library: _Library) -> None:
     with _KEYS_LOCK:
         while _KEYS:
-            library.EVP_PKEY_free(_KEYS.popitem()[1])
+            _free_key(library, _KEYS.popitem()[1])
 
 
 def _der_integer(value: int) -> bytes:
@@ -170,11 +190,12 @@ def _der_signature(signature: bytes) -> bytes:
     return b"\x30" + bytes((len(body),)) + body
 
 
-def _key_context(library: _Library, public: Point) -> int:
-    """A new EVP_PKEY_CTX for ``public``; its EVP_PKEY is kept (bounded LRU)."""
+def _take_context(library: _Library, public: Point) -> tuple[_Key, int]:
+    """A verification context for ``public``: an idle one, else a new one set up for
+    verification (EVP_PKEY_verify may run many times after one EVP_PKEY_verify_init)."""
     with _KEYS_LOCK:
-        pkey = _KEYS.get(public)
-        if pkey is None:
+        key = _KEYS.get(public)
+        if key is None:
             x, y = (value.to_bytes(_SIZE, "big") for value in public)
             der = _SPKI_PREFIX + b"\x04" + x + y
             cursor = ctypes.c_char_p(der)
@@ -182,16 +203,29 @@ def _key_context(library: _Library, public: Point) -> int:
             if not pkey:
                 library.ERR_clear_error()
                 raise OSError("libcrypto refused the SM2 public key")
-            _KEYS[public] = pkey
+            key = _KEYS[public] = _Key(pkey)
             if len(_KEYS) > _MAX_KEYS:
-                library.EVP_PKEY_free(_KEYS.popitem(last=False)[1])
+                _free_key(library, _KEYS.popitem(last=False)[1])
         else:
             _KEYS.move_to_end(public)
-        # the context holds its own reference: an eviction cannot free the key under it
-        context = library.EVP_PKEY_CTX_new(pkey, None)
+        if key.idle:
+            return key, key.idle.pop()
+        context = library.EVP_PKEY_CTX_new(key.pkey, None)  # holds a reference to the key
     if not context:
         raise OSError("EVP_PKEY_CTX_new failed")
-    return int(context)
+    if library.EVP_PKEY_verify_init(context) != 1:
+        library.EVP_PKEY_CTX_free(context)
+        library.ERR_clear_error()
+        raise OSError("EVP_PKEY_verify_init failed for an SM2 key")
+    return key, int(context)
+
+
+def _give_back(library: _Library, public: Point, key: _Key, context: int) -> None:
+    with _KEYS_LOCK:
+        if _KEYS.get(public) is key and len(key.idle) < _MAX_IDLE:
+            key.idle.append(context)
+            return
+    library.EVP_PKEY_CTX_free(context)
 
 
 def _verify(library: _Library, public: Point, e: bytes, signature: bytes) -> bool:
@@ -210,33 +244,35 @@ class PreparedCheck:
     """A verification set up in libcrypto (key, context, DER signature): :meth:`run` is the
     one foreign call that does the curve arithmetic, with the GIL released."""
 
-    __slots__ = ("_context", "_der", "_e", "_library")
+    __slots__ = ("_context", "_der", "_e", "_key", "_library", "_public")
 
-    def __init__(self, library: _Library, context: int, der: bytes, e: bytes) -> None:
+    def __init__(
+        self, library: _Library, public: Point, key: _Key, context: int, der: bytes, e: bytes
+    ) -> None:
         self._library = library
+        self._public = public
+        self._key = key
         self._context: int | None = context
         self._der = der
         self._e = e
 
     def run(self) -> bool:
-        """The answer (once); the context is freed."""
+        """The answer (once); the context goes back to its key's idle ones."""
         context, self._context = self._context, None
         if context is None:
             raise OSError("this SM2 check has already run")
         library = self._library
-        try:
-            result = library.EVP_PKEY_verify(
-                context, self._der, len(self._der), self._e, len(self._e)
-            )
-        finally:
-            library.EVP_PKEY_CTX_free(context)
-        if result != 1:
-            library.ERR_clear_error()
-        return bool(result == 1)
+        result = library.EVP_PKEY_verify(context, self._der, len(self._der), self._e, len(self._e))
+        if result == 1:
+            _give_back(library, self._public, self._key, context)
+            return True
+        library.ERR_clear_error()
+        library.EVP_PKEY_CTX_free(context)  # not reused after a failure
+        return False
 
-    def __del__(self) -> None:  # a check that never ran must not leak its context
+    def __del__(self) -> None:  # a check that never ran gives its context back
         if self._context is not None:
-            self._library.EVP_PKEY_CTX_free(self._context)
+            _give_back(self._library, self._public, self._key, self._context)
 
 
 def prepare(public: Point, e: bytes, signature: bytes) -> PreparedCheck:
@@ -250,12 +286,8 @@ def prepare(public: Point, e: bytes, signature: bytes) -> PreparedCheck:
 
 def _prepare(library: _Library, public: Point, e: bytes, signature: bytes) -> PreparedCheck:
     der = _der_signature(signature)
-    context = _key_context(library, public)
-    if library.EVP_PKEY_verify_init(context) != 1:
-        library.EVP_PKEY_CTX_free(context)
-        library.ERR_clear_error()
-        raise OSError("EVP_PKEY_verify_init failed for an SM2 key")
-    return PreparedCheck(library, context, der, bytes(e))
+    key, context = _take_context(library, public)
+    return PreparedCheck(library, public, key, context, der, bytes(e))
 
 
 def sign_digest_random_nonce(d: int, e: bytes) -> bytes:
