@@ -20,6 +20,7 @@ from healthcard_apdu.crypto import (
     SM2P256V1,
     CryptoError,
     Sm2Curve,
+    sm2_backend,
     sm2_openssl,
     sm2_public_key,
     sm2_sign,
@@ -30,7 +31,7 @@ from healthcard_apdu.crypto import (
     sm3,
 )
 from healthcard_apdu.crypto import sm2 as sm2_module
-from healthcard_apdu.crypto.sm2 import sm2_clear_caches, sm2_prepare_verify
+from healthcard_apdu.crypto.sm2 import sm2_clear_caches
 
 Point = tuple[int, int]
 
@@ -83,11 +84,10 @@ def _ref_verify(public: Point, e: bytes, signature: bytes, curve: Sm2Curve) -> b
 
 def _fast_verify_all_paths(public: Point, e: bytes, signature: bytes, curve: Sm2Curve) -> bool:
     """The pure-Python verification on the first, second and a later sighting of the key, the
-    default (libcrypto when usable) and the prepared check; all must agree."""
+    default (libcrypto when usable) and libcrypto forced; all must agree."""
     results = [sm2_verify_digest(public, e, signature, curve, backend="python") for _ in range(3)]
     assert len(set(results)) == 1, "the NAF, table-building and cached paths disagree"
     assert sm2_verify_digest(public, e, signature, curve) is results[0]
-    assert sm2_prepare_verify(public, e, signature, curve).run() is results[0]
     if curve == SM2P256V1 and sm2_openssl.available():
         assert sm2_verify_digest(public, e, signature, curve, backend="openssl") is results[0]
     return results[0]
@@ -249,7 +249,7 @@ def test_out_of_range_signatures_fail_on_every_backend(signature: bytes) -> None
     public = sm2_public_key(0xC0FFEE)
     e = sm3(b"range")
     assert sm2_verify_digest(public, e, signature, backend="python") is False
-    assert sm2_prepare_verify(public, e, signature).run() is False
+    assert sm2_verify_digest(public, e, signature) is False
     if sm2_openssl.available():
         assert sm2_verify_digest(public, e, signature, backend="openssl") is False
 
@@ -269,8 +269,9 @@ def test_libcrypto_keys_stay_bounded_and_are_reused() -> None:
     assert sm2_openssl._KEYS[last] is held and len(held.idle) == 1
     assert not sm2_verify_digest(last, sm3(e), signature, backend="openssl")
     assert len(held.idle) == 0  # a context is not reused after a failed verification
-    unused = sm2_prepare_verify(last, e, signature)
-    assert unused.releases_gil
+    library = sm2_openssl._LOADED[0]
+    assert library is not None
+    unused = sm2_openssl._prepare(library, last, e, signature)
     del unused  # a check that never ran gives its context back
     assert len(held.idle) == 1
 
@@ -306,7 +307,6 @@ def test_the_compiled_check_is_refused_where_it_does_not_apply() -> None:
     with pytest.raises(CryptoError, match="sm2p256v1"):
         sm2_verify_digest(public, e, signature, SM2_GBT32918_TEST_CURVE, backend="openssl")
     assert sm2_verify_digest(public, e, signature, SM2_GBT32918_TEST_CURVE)  # falls back
-    assert not sm2_prepare_verify(public, e, signature, SM2_GBT32918_TEST_CURVE).releases_gil
     with pytest.raises(ValueError, match="backend"):
         sm2_verify_digest(public, e, signature, backend="gmp")
 
@@ -327,8 +327,7 @@ def test_without_a_usable_libcrypto_the_python_check_answers(
     d = 0xBEEF
     e = sm3(b"fallback")
     signature = sm2_sign_digest(d, e)
-    check = sm2_prepare_verify(sm2_public_key(d), e, signature)
-    assert not check.releases_gil and check.run() is True
+    assert sm2_backend() == "python"
     assert sm2_verify_digest(sm2_public_key(d), e, signature) is True
     with pytest.raises(CryptoError, match="libcrypto"):
         sm2_verify_digest(sm2_public_key(d), e, signature, backend="openssl")

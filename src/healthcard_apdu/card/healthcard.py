@@ -51,8 +51,7 @@ from healthcard_apdu.card.factor import (
 )
 from healthcard_apdu.card.notices import CardNotice, SignatureStatus
 from healthcard_apdu.card.session import CardSession
-from healthcard_apdu.card.signing import signature_slots, signed_record, start_check
-from healthcard_apdu.crypto import Sm2Check
+from healthcard_apdu.card.signing import signature_slots, signed_record
 from healthcard_apdu.model import (
     EF,
     Addresses,
@@ -96,8 +95,8 @@ from healthcard_apdu.security import (
     FactorRule,
     KeySpec,
     SecurityModule,
-    prepare_record_check,
     sign_record,
+    verify_record,
 )
 from healthcard_apdu.security.errors import CertificateError
 from healthcard_apdu.transport.base import Transport
@@ -144,20 +143,6 @@ class _RecordKind:
 
     def where(self, number: int) -> str:
         return f"{self.path(number)} ({self.label} {number})"
-
-
-@dataclass
-class _PendingRecord:
-    """An EE/ED record read whose signature check still runs (``answer`` gives it): its
-    status and notices wait until the check is known, see :meth:`HealthCard._settle`."""
-
-    kind: _RecordKind
-    number: int
-    raw: bytes
-    answer: Callable[[], bool]
-    found: list[DecodeWarning]
-    value: FileValue | None = None
-    error: Exception | None = None
 
 
 _INPATIENT = _RecordKind("inpatient record", InpatientRecord, "DF03/EE0", 3, "DF03/EF05")
@@ -293,8 +278,6 @@ class HealthCard:
         self.warnings: list[CardNotice] = []
         #: Signature status of each EE/ED record read, by path ("DF03/EE01").
         self.signatures: dict[str, SignatureStatus] = {}
-        self._pending: list[_PendingRecord] = []  # records read_card has not settled yet
-        self._settling = False
         self.on_notice = on_notice
         self.require_signatures = require_signatures
         self.session = CardSession(
@@ -314,8 +297,6 @@ class HealthCard:
     # == notices and the card factor =========================================================
 
     def _notice(self, notice: CardNotice) -> None:
-        if self._pending and not self._settling:
-            self._settle()  # the notices of records read before come first
         self.warnings.append(notice)
         log.info("%s", notice.message)
         if self.on_notice is not None:
@@ -627,28 +608,12 @@ class HealthCard:
             "allergies": self.read_allergies(),
             "immunizations": self.read_immunizations(),
         }
-        try:
-            # a signed record's check may run on while the next APDUs are exchanged; what it
-            # decides (status, notices, SignatureInvalid) is settled in the order of the reads
-            for name, kind in (("inpatient", _INPATIENT), ("outpatient", _OUTPATIENT)):
-                index = self._read_records(file_class(kind.index), ef(kind.index))
-                flags = list(index.values().values())
-                fields[name] = [
-                    self._read_record_step(kind, n, verify, check_flag=False, defer=True)
-                    if valid else None
-                    for n, valid in enumerate(flags, start=1)
-                ]
-            self._settle()
-        except Exception:
-            self._settle()  # an earlier record's failure is the error, as without deferring
-            raise
-        except BaseException:
-            self._pending.clear()
-            raise
-        for name in ("inpatient", "outpatient"):
+        for name, kind in (("inpatient", _INPATIENT), ("outpatient", _OUTPATIENT)):
+            index = self._read_records(file_class(kind.index), ef(kind.index))
+            flags = list(index.values().values())
             fields[name] = tuple(
-                record.value if isinstance(record, _PendingRecord) else record
-                for record in fields[name]
+                self._read_record(kind, n, verify, check_flag=False) if valid else None
+                for n, valid in enumerate(flags, start=1)
             )
         return CardData(**fields)
 
@@ -886,33 +851,21 @@ class HealthCard:
     def _read_record(
         self, kind: _RecordKind, number: int, verify: bool | None, *, check_flag: bool = True
     ) -> FileValue:
-        value = self._read_record_step(kind, number, verify, check_flag=check_flag)
-        assert not isinstance(value, _PendingRecord)
-        return value
-
-    def _read_record_step(
-        self,
-        kind: _RecordKind,
-        number: int,
-        verify: bool | None,
-        *,
-        check_flag: bool = True,
-        defer: bool = False,
-    ) -> FileValue | _PendingRecord:
-        """The record's value; with ``defer`` (read_card) a :class:`_PendingRecord` when its
-        signature check runs on in the worker thread (its value once settled)."""
         path = kind.path(number)
         target = ef(path)
         if check_flag:
             self._check_flag(kind, number)
         raw = self._read_binary(target, 0, target.size or 0, target.read_key)
-        if not (self.verify_signatures if verify is None else verify):
-            self._set_status(path, SignatureStatus.NOT_CHECKED)
-            return self._decoded(path, lambda w: kind.cls.from_bytes(raw, warnings=w))
-        check = self._signature_check(kind, number, raw)
-        if check is None:
-            self._set_status(path, SignatureStatus.UNSIGNED)
-            if self.require_signatures:
+        if self.verify_signatures if verify is None else verify:
+            try:
+                signed = self._verify_raw(kind, number, raw)
+            except SignatureInvalid:
+                self.signatures[path] = SignatureStatus.SIGNATURE_INVALID
+                raise
+            self.signatures[path] = (
+                SignatureStatus.SIGNED_VALID if signed else SignatureStatus.UNSIGNED
+            )
+            if not signed and self.require_signatures:
                 sig_item = signature_slots(kind.cls)[0].item
                 raise SignatureMissing(
                     f"{kind.where(number)}: unsigned (no SM2 signature in item {sig_item.no}) "
@@ -921,54 +874,9 @@ class HealthCard:
                     record=number,
                     record_value=self._lenient_record(kind, raw),
                 )
-            return self._decoded(path, lambda w: kind.cls.from_bytes(raw, warnings=w))
-        # the check runs (in the worker thread with libcrypto) while the record is decoded;
-        # the decoding's notices or error count only once the signature is known to be good
-        found: list[DecodeWarning] = []
-        record = _PendingRecord(kind, number, raw, start_check(check), found)
-        try:
-            record.value = self._model(path, lambda: kind.cls.from_bytes(raw, warnings=found))
-        except Exception as exc:
-            record.error = exc
-        if defer and check.releases_gil:
-            self._pending.append(record)
-            return record
-        if self._pending:
-            self._settle()
-        return self._finish(record)
-
-    def _set_status(self, path: str, status: SignatureStatus) -> None:
-        if self._pending and not self._settling:
-            self._settle()  # the records read before are decided first
-        self.signatures[path] = status
-
-    def _settle(self) -> None:
-        """Decide the records whose checks still run, in the order they were read: status,
-        then notices. The first failure is raised and the later records are dropped (a read
-        that stopped there would not have reached them)."""
-        self._settling = True
-        try:
-            while self._pending:
-                self._finish(self._pending.pop(0))
-        except BaseException:
-            self._pending.clear()
-            raise
-        finally:
-            self._settling = False
-
-    def _finish(self, record: _PendingRecord) -> FileValue:
-        kind, number = record.kind, record.number
-        path = kind.path(number)
-        if not record.answer():
-            self.signatures[path] = SignatureStatus.SIGNATURE_INVALID
-            raise self._bad_signature(kind, number, record.raw)
-        self.signatures[path] = SignatureStatus.SIGNED_VALID
-        if record.error is not None:
-            raise record.error
-        for warning in record.found:
-            self._notice(CardNotice.from_decode(warning, path))
-        assert record.value is not None
-        return record.value
+        else:
+            self.signatures[path] = SignatureStatus.NOT_CHECKED
+        return self._decoded(path, lambda w: kind.cls.from_bytes(raw, warnings=w))
 
     @staticmethod
     def _lenient_record(kind: _RecordKind, raw: bytes) -> Any:
@@ -977,46 +885,43 @@ class HealthCard:
         except ModelError:
             return None
 
-    def _signature_failure(
-        self, kind: _RecordKind, number: int, raw: bytes, reason: str
-    ) -> SignatureInvalid:
-        return SignatureInvalid(
-            f"{kind.where(number)}: signature check failed: {reason}",
-            path=kind.path(number),
-            record=number,
-            record_value=self._lenient_record(kind, raw),
-        )
-
-    def _signature_check(self, kind: _RecordKind, number: int, raw: bytes) -> Sm2Check | None:
-        """The check of the record's signature over its data bytes, ready to run; None when
-        the record is unsigned. A signature without a usable certificate raises
-        :class:`SignatureInvalid` (and records the status)."""
+    def _verify_raw(self, kind: _RecordKind, number: int, raw: bytes) -> bool:
+        """Check the signature over the raw data bytes; False when the record is unsigned."""
+        where = kind.where(number)
+        path = kind.path(number)
         signature_slot, certificate_slot = signature_slots(kind.cls)
         sig_item, cert_item = signature_slot.item, certificate_slot.item
         signature = raw[sig_item.offset : sig_item.end]
         certificate = raw[cert_item.offset : cert_item.end]
         if _blank(signature):
-            return None
-        if _blank(certificate):
-            reason = (f"item {sig_item.no} holds a signature but item {cert_item.no} "
-                      "holds no SAM certificate")
-        else:
-            try:
-                return prepare_record_check(raw[: kind.cls.data_length()], signature, certificate)
-            except CertificateError as exc:
-                reason = f"the SAM certificate in item {cert_item.no} is unusable ({exc})"
-        self._set_status(kind.path(number), SignatureStatus.SIGNATURE_INVALID)
-        raise self._signature_failure(kind, number, raw, reason)
+            return False
 
-    def _bad_signature(self, kind: _RecordKind, number: int, raw: bytes) -> SignatureInvalid:
-        sig_item, cert_item = (slot.item for slot in signature_slots(kind.cls))
-        return self._signature_failure(
-            kind, number, raw,
-            f"the SM2 signature (item {sig_item.no}) does not verify over bytes "
-            f"0-{kind.cls.data_length() - 1} with the SAM certificate in the record "
-            f"(item {cert_item.no}); the record was changed after signing or the "
-            "signature is corrupt",
-        )
+        def fail(reason: str) -> SignatureInvalid:
+            value = self._lenient_record(kind, raw)
+            return SignatureInvalid(
+                f"{where}: signature check failed: {reason}",
+                path=path,
+                record=number,
+                record_value=value,
+            )
+
+        if _blank(certificate):
+            raise fail(
+                f"item {sig_item.no} holds a signature but item {cert_item.no} "
+                "holds no SAM certificate"
+            )
+        try:
+            ok = verify_record(raw[: kind.cls.data_length()], signature, certificate)
+        except CertificateError as exc:
+            raise fail(f"the SAM certificate in item {cert_item.no} is unusable ({exc})") from None
+        if not ok:
+            raise fail(
+                f"the SM2 signature (item {sig_item.no}) does not verify over bytes "
+                f"0-{kind.cls.data_length() - 1} with the SAM certificate in the record "
+                f"(item {cert_item.no}); the record was changed after signing or the "
+                "signature is corrupt"
+            )
+        return True
 
     def _signed(
         self, kind: _RecordKind, number: int, record: FileValue, sign: SignMode

@@ -2,59 +2,25 @@
 
 The SM2 signature covers the record's data bytes (EE 0..1638, ED 0..3012) and the SAM
 certificate travels in the record (docs/keys.md §5, docs/spec-choices.md). Used by
-:class:`~healthcard_apdu.card.HealthCard` on writes and reads and by personalization.
-
-:func:`start_check` runs a record's signature check in one worker thread (per process, started
-on first use) when the check is one libcrypto call that releases the GIL, so the reader can
-decode the record and go on with the card meanwhile.
+:class:`~healthcard_apdu.card.HealthCard` on writes and by personalization.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from healthcard_apdu.crypto import Sm2Check
 from healthcard_apdu.model import FileValue, Slot
 from healthcard_apdu.security import SecurityModule, sign_record, verify_record
 from healthcard_apdu.security.errors import CertificateError
 
-__all__ = ["signature_slots", "signed_record", "start_check", "valid_signature"]
+__all__ = ["signature_slots", "signed_record", "valid_signature"]
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=FileValue)
 
-_SLOTS: dict[type[FileValue], tuple[Slot, Slot]] = {}
-_WORKER: list[tuple[int, ThreadPoolExecutor]] = []  # (process id, executor): none after fork
-_WORKER_LOCK = threading.Lock()
-
-
-def _worker() -> ThreadPoolExecutor:
-    with _WORKER_LOCK:
-        if not _WORKER or _WORKER[0][0] != os.getpid():
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="healthcard-decode")
-            _WORKER[:] = [(os.getpid(), executor)]
-        return _WORKER[0][1]
-
-
-def start_check(check: Sm2Check) -> Callable[[], bool]:
-    """Start ``check`` and return the function that gives its answer.
-
-    A check that releases the GIL (libcrypto) runs in the worker thread, so this thread can
-    decode the record or exchange the next APDUs meanwhile; any other runs here and now.
-    """
-    if check.releases_gil:
-        try:
-            return _worker().submit(check.run).result
-        except RuntimeError:  # the interpreter is shutting down: no new threads
-            pass
-    answer = check.run()
-    return lambda: answer
+_SLOTS: dict[type[FileValue], tuple[Slot, Slot]] = {}  # per layout class, worked out once
 
 
 def signature_slots(cls: type[FileValue]) -> tuple[Slot, Slot]:

@@ -22,7 +22,7 @@ import operator
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from . import sm2_openssl
@@ -33,14 +33,12 @@ __all__ = [
     "DEFAULT_SM2_USER_ID",
     "SM2P256V1",
     "SM2_GBT32918_TEST_CURVE",
-    "Sm2Check",
     "Sm2Curve",
     "sm2_backend",
     "sm2_clear_caches",
     "sm2_decode_public",
     "sm2_encode_public",
     "sm2_generate_private",
-    "sm2_prepare_verify",
     "sm2_public_key",
     "sm2_sign",
     "sm2_sign_digest",
@@ -662,53 +660,6 @@ def sm2_verify_digest(
             return True
         candidate += n
     return False
-
-
-class Sm2Check:
-    """A verification prepared by :func:`sm2_prepare_verify`; :meth:`run` gives the answer.
-
-    ``releases_gil`` is True when :meth:`run` is a single libcrypto call that releases the
-    GIL, so another thread can run Python code meanwhile.
-    """
-
-    __slots__ = ("_run", "releases_gil")
-
-    def __init__(self, run: Callable[[], bool], releases_gil: bool) -> None:
-        self._run = run
-        self.releases_gil = releases_gil
-
-    def run(self) -> bool:
-        return self._run()
-
-
-def _false() -> bool:
-    return False
-
-
-def sm2_prepare_verify(
-    public: Point, e: bytes, signature: bytes, curve: Sm2Curve = SM2P256V1
-) -> Sm2Check:
-    """:func:`sm2_verify_digest` in two steps: the checks of the inputs now (CryptoError for an
-    invalid public key, as there), the curve arithmetic in :meth:`Sm2Check.run` (the same
-    answer as :func:`sm2_verify_digest`)."""
-    _check_public(public, curve)
-    size = curve.byte_length
-    if len(signature) != 2 * size:
-        return Sm2Check(_false, False)
-    r = int.from_bytes(signature[:size], "big")
-    s = int.from_bytes(signature[size:], "big")
-    if not (1 <= r < curve.n and 1 <= s < curve.n):
-        return Sm2Check(_false, False)
-    if (curve is SM2P256V1 or curve == SM2P256V1) and len(e) == size and sm2_openssl.available():
-        try:
-            return Sm2Check(sm2_openssl.prepare(public, bytes(e), bytes(signature)).run, True)
-        except OSError:
-            pass  # the pure-Python check below gives the answer
-
-    def run() -> bool:
-        return sm2_verify_digest(public, e, signature, curve, backend="python")
-
-    return Sm2Check(run, False)
 
 
 def sm2_verify(

@@ -2,10 +2,10 @@
 
 ``cryptography`` exposes no SM2, so this module calls libcrypto's stable EVP API directly:
 ``d2i_PUBKEY`` (a SubjectPublicKeyInfo with the SM2 curve gives an SM2 key),
-``EVP_PKEY_verify_init`` and ``EVP_PKEY_verify`` over the digest e = SM3(Z_A || M), which
-:mod:`healthcard_apdu.crypto.sm2` computes as before. ctypes releases the GIL for each call,
-so a verification can run in a worker thread while Python code goes on (the card reader
-checks a record's signature while it decodes the record).
+``EVP_PKEY_verify_init`` (once per key and context, the contexts are kept) and
+``EVP_PKEY_verify`` over the digest e = SM3(Z_A || M), which :mod:`healthcard_apdu.crypto.sm2`
+computes as before. ctypes releases the GIL during each call, so threads that verify at the
+same time run in parallel.
 
 Only the standard curve (sm2p256v1) goes this way, and only after a known-answer self-test
 (the GM/T 0003.5 signature of ``test_vectors/sm2.json`` verifies, the same signature over a
@@ -29,9 +29,7 @@ from typing import Any
 
 __all__ = [
     "BACKEND_ENV",
-    "PreparedCheck",
     "available",
-    "prepare",
     "problem",
     "sign_digest_random_nonce",
     "verify_digest",
@@ -234,13 +232,17 @@ def _verify(library: _Library, public: Point, e: bytes, signature: bytes) -> boo
 
 def verify_digest(public: Point, e: bytes, signature: bytes) -> bool:
     """libcrypto's SM2 check of r || s (64 bytes, 1 <= r, s < n already checked) against the
-    32-byte digest ``e`` under ``public`` (a point of sm2p256v1, already checked).
+    32-byte digest ``e`` under ``public`` (a point of sm2p256v1, already checked). The curve
+    arithmetic runs with the GIL released.
 
     Raises :class:`OSError` when libcrypto is not usable (see :func:`available`)."""
-    return prepare(public, e, signature).run()
+    library = _library()
+    if library is None:
+        raise OSError(f"libcrypto SM2 is not available: {_PROBLEM[0]}")
+    return _prepare(library, public, e, signature).run()
 
 
-class PreparedCheck:
+class _Check:
     """A verification set up in libcrypto (key, context, DER signature): :meth:`run` is the
     one foreign call that does the curve arithmetic, with the GIL released."""
 
@@ -275,19 +277,10 @@ class PreparedCheck:
             _give_back(self._library, self._public, self._key, self._context)
 
 
-def prepare(public: Point, e: bytes, signature: bytes) -> PreparedCheck:
-    """:func:`verify_digest` up to the curve arithmetic (same preconditions); OSError when
-    libcrypto is not usable."""
-    library = _library()
-    if library is None:
-        raise OSError(f"libcrypto SM2 is not available: {_PROBLEM[0]}")
-    return _prepare(library, public, e, signature)
-
-
-def _prepare(library: _Library, public: Point, e: bytes, signature: bytes) -> PreparedCheck:
+def _prepare(library: _Library, public: Point, e: bytes, signature: bytes) -> _Check:
     der = _der_signature(signature)
     key, context = _take_context(library, public)
-    return PreparedCheck(library, public, key, context, der, bytes(e))
+    return _Check(library, public, key, context, der, bytes(e))
 
 
 def sign_digest_random_nonce(d: int, e: bytes) -> bytes:

@@ -65,7 +65,6 @@ from healthcard_apdu.security.session import (
 from healthcard_apdu.security.signing import (
     SamCertificate,
     build_certificate,
-    prepare_record_check,
     sign_record,
     verify_record,
 )
@@ -125,7 +124,6 @@ __all__ = [
     "external_auth_cryptogram",
     "factor_candidates",
     "key_id",
-    "prepare_record_check",
     "protect_update",
     "protect_update_binary",
     "protect_update_record",

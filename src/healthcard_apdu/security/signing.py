@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING
 from healthcard_apdu.crypto import (
     DEFAULT_SM2_USER_ID,
     CryptoError,
-    Sm2Check,
-    sm2_prepare_verify,
     sm2_public_key,
     sm2_sign,
     sm2_verify,
@@ -42,7 +40,6 @@ __all__ = [
     "SIGNATURE_LENGTH",
     "SamCertificate",
     "build_certificate",
-    "prepare_record_check",
     "record_digest",
     "sign_record",
     "verify_record",
@@ -188,14 +185,6 @@ def verify_record(data: bytes, signature: bytes, certificate: bytes) -> bool:
     """
     cert = _parsed_certificate(bytes(certificate))
     return sm2_verify(cert.public_key, bytes(data), bytes(signature), DEFAULT_SM2_USER_ID)
-
-
-def prepare_record_check(data: bytes, signature: bytes, certificate: bytes) -> Sm2Check:
-    """:func:`verify_record` in two steps: the certificate parsed and e computed now
-    (:class:`CertificateError` as there), the SM2 check in :meth:`Sm2Check.run`, which
-    releases the GIL when libcrypto does it (``releases_gil``)."""
-    cert = _parsed_certificate(bytes(certificate))
-    return sm2_prepare_verify(cert.public_key, record_digest(data, cert.public_key), signature)
 
 
 @lru_cache(maxsize=64)
