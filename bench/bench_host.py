@@ -1,7 +1,8 @@
 """Host cost of the library: reading a whole card through pcscd against raw pyscard sending the
 same APDUs, SM2 signatures and verifications per second, and the library's cost per APDU.
 
-    .venv/bin/python bench/bench_host.py [--rounds 30] [--sm2-seconds 1.5] [--profile N]
+    .venv/bin/python bench/bench_host.py [--rounds 30] [--runs 1] [--sm2-seconds 1.5]
+                                         [--profile N] [--no-sm2] [--no-read]
 
 Read (needs pcscd with vsmartcard-vpcd; skipped with the reason otherwise): a simulated card
 personalized with the sample resident and a simulated PSAM are served on the vpcd readers by a
@@ -13,6 +14,11 @@ Each round, in rotating order:
 * ``library, no verify``: the same with ``read_card(verify=False)``;
 * ``raw pyscard``: ``smartcard.scard`` connects to both readers, then the timed loop of
   ``SCardTransmit`` over exactly the APDUs the library sent, then disconnects.
+
+Two more raw variants show what host work costs on this link: a busy wait of the library's CPU
+per APDU after each exchange, and as much library-like Python work (lenient decoding of record
+items, timed in a hot loop). Each variant is reported by median, lower quartile, minimum and
+maximum, with the load average before and after; ``--runs N`` repeats the whole set.
 
 The raw sequence is derived from the library's own trace (a :class:`Tracer` on each channel),
 recorded twice: a command byte that differs between the two recordings must come from an earlier
@@ -392,6 +398,7 @@ class RawTerminal:
         steps: Sequence[RawStep],
         work: float = 0.0,
         marks: list[tuple[float, float]] | None = None,
+        python_work: Callable[[], object] | None = None,
     ) -> tuple[float, list[bytes]]:
         """Send the script, with ``work`` seconds of busy CPU after each APDU; (seconds,
         responses). ``marks`` receives (start, end) of every SCardTransmit."""
@@ -422,7 +429,9 @@ class RawTerminal:
             if hr:
                 raise TransportError(f"SCardTransmit {step.name}: 0x{hr & 0xFFFFFFFF:08X}")
             responses.append(bytes(response))
-            if work:
+            if python_work is not None:
+                python_work()
+            elif work:
                 until = clock() + work
                 while clock() < until:
                     pass
@@ -453,10 +462,11 @@ def library_read(setup: Setup, verify: bool) -> float:
         return time.perf_counter() - start
 
 
-def raw_read(steps: Sequence[RawStep], protocols: Sequence[str | None], work: float = 0.0) -> float:
+def raw_read(steps: Sequence[RawStep], protocols: Sequence[str | None], work: float = 0.0,
+             python_work: Callable[[], object] | None = None) -> float:
     terminal = RawTerminal(protocols)
     try:
-        seconds, responses = terminal.run(steps, work)
+        seconds, responses = terminal.run(steps, work, python_work=python_work)
     finally:
         terminal.close()
     check_raw(steps, responses)
@@ -519,6 +529,36 @@ class ReadFigures:
         return statistics.median(self.times[key])
 
 
+def python_work_like(seconds: float) -> tuple[Callable[[], object], float]:
+    """Library-like Python work (lenient decoding of the sample ED record's items, a few per
+    call, walking on) taking about ``seconds`` per call in a hot loop; (work, its hot time)."""
+    record = model.sample_resident().outpatient[0]
+    assert record is not None
+    raw = record.to_bytes()
+    items = [
+        (s.item, raw[s.item.offset or 0 : (s.item.offset or 0) + s.item.length])
+        for s in type(record).slots()
+    ]
+    position = [0]
+
+    def one() -> None:
+        item, part = items[position[0] % len(items)]
+        position[0] += 1
+        model.decode_item_lenient(item, part)
+
+    start = time.perf_counter()
+    for _ in range(20000):
+        one()
+    each = (time.perf_counter() - start) / 20000
+    count = max(1, round(seconds / each))
+
+    def work() -> None:
+        for _ in range(count):
+            one()
+
+    return work, count * each
+
+
 def _quartile(values: Sequence[float]) -> float:
     """The lower quartile: what a round costs when the shared machine leaves it alone."""
     return statistics.quantiles(values, n=4, method="inclusive")[0]
@@ -541,24 +581,28 @@ def read_figures(setup: Setup, rounds: int, profile_reads: int, runs: int = 1,
     cpu = {v: in_process_cost(first, card_atr, setup.sam_pin, v) for v in (True, False)}
     work = cpu[False] / len(steps)
     calibrated = f"raw + {work * 1e6:.1f} us work"
+    python_work, python_each = python_work_like(work)
+    pythonic = f"raw + {python_each * 1e6:.1f} us Python"
     results = []
     for run in range(1, runs + 1):
         load_before = _load()
         times: dict[str, list[float]] = {
-            "raw pyscard": [], "library": [], "library, no verify": [], calibrated: []
+            "raw pyscard": [], "library": [], "library, no verify": [], calibrated: [], pythonic: []
         }
         order = list(times)
         for number in range(rounds):
-            for key in order[number % 4:] + order[:number % 4]:
+            for key in order[number % len(order):] + order[:number % len(order)]:
                 if key == "raw pyscard":
                     times[key].append(raw_read(steps, protocols))
                 elif key == calibrated:
                     times[key].append(raw_read(steps, protocols, work))
+                elif key == pythonic:
+                    times[key].append(raw_read(steps, protocols, python_work=python_work))
                 else:
                     times[key].append(library_read(setup, key == "library"))
         figures = ReadFigures(len(steps), times)
         results.append(figures)
-        _report(figures, calibrated, cpu, f"run {run}/{runs}: " if runs > 1 else "",
+        _report(figures, calibrated, pythonic, cpu, f"run {run}/{runs}: " if runs > 1 else "",
                 f"load average {load_before} before, {_load()} after", out)
     if profile_reads:
         profile_layers(setup, profile_reads, out)
@@ -566,8 +610,8 @@ def read_figures(setup: Setup, rounds: int, profile_reads: int, runs: int = 1,
     return results
 
 
-def _report(figures: ReadFigures, calibrated: str, cpu: dict[bool, float], title: str,
-            load: str, out: Callable[[str], None]) -> None:
+def _report(figures: ReadFigures, calibrated: str, pythonic: str, cpu: dict[bool, float],
+            title: str, load: str, out: Callable[[str], None]) -> None:
     times, apdus = figures.times, figures.apdus
     rounds = len(times["raw pyscard"])
     raw, raw_q = figures.median("raw pyscard"), _quartile(times["raw pyscard"])
@@ -598,6 +642,9 @@ def _report(figures: ReadFigures, calibrated: str, cpu: dict[bool, float], title
     out(f"  ratio {calibrated + ' / raw':<26} "
         f"{figures.median(calibrated) / raw:.3f}: the same APDUs with a busy wait of the "
         "library's CPU per APDU (no verify) after each, i.e. what that much host work costs here")
+    out(f"  ratio {pythonic + ' / raw':<26} "
+        f"{figures.median(pythonic) / raw:.3f}: the same, with as much library-like Python work "
+        "(hot-loop time) instead of the busy wait: Python between blocking calls runs slower")
 
 
 _LAYERS = ("apdu", "transport", "crypto", "security", "model", "card", "app")
