@@ -33,11 +33,12 @@ from healthcard_apdu.cli.options import (
     pop_card_options,
     pop_factor_options,
     pop_security_options,
+    product_factor_rule,
+    profile_option,
     security_options,
     trace_option,
 )
 from healthcard_apdu.fileio import parse_json
-from healthcard_apdu.security import DEFAULT_FACTOR_RULE
 from healthcard_apdu.transport.trace import Tracer
 
 __all__ = ["read_command", "write_command"]
@@ -45,17 +46,8 @@ __all__ = ["read_command", "write_command"]
 _SIGN_MODES = {"auto": None, "always": True, "never": False}
 
 
-_profile_option = click.option(
-    "--profile",
-    "profile_name",
-    metavar="NAME|PATH",
-    help="Issuance profile whose [product] settings (card-factor rule) describe the card "
-    "family; default: first-8.",
-)
-
-
 def _connection_options(command: Any) -> Any:
-    return card_options(security_options(trace_option(factor_options(_profile_option(command)))))
+    return card_options(security_options(trace_option(factor_options(profile_option(command)))))
 
 
 @contextmanager
@@ -69,15 +61,11 @@ def _connect(
     profile_name: str | None = options.pop("profile_name")
     trace_file: Path | None = options.pop("trace")
     with exit_on_errors(), ExitStack() as stack:
-        default_rule = DEFAULT_FACTOR_RULE
-        if profile_name is not None:
-            from healthcard_apdu.perso.profile import load_profile
-
-            default_rule = load_profile(profile_name).product.factor_rule
+        rule = product_factor_rule(factor, profile_name)
         tracer = stack.enter_context(Tracer(trace_file)) if trace_file is not None else None
         with connect(card, security, trace=tracer, verify_signatures=verify,
                      require_signatures=require_signatures,
-                     factor_rule=factor.rule_or(default_rule),
+                     factor_rule=rule,
                      confirm_factor=factor.confirm) as connection:
             try:
                 yield connection
