@@ -423,6 +423,9 @@ class Shell:
         result: ReadReply = self.explorer.read(target, items, all_items=args.all_items)
         reply.data = result.to_json()
         reply.blocks.append(Table(result.rows, ("file", "item", "code", "name", "value")))
+        reply.blocks.extend(  # unreadable files have their row in the table already
+            f"warning: {n.message}" for n in result.notices if n.kind != "unreadable"
+        )
 
     def _do_write(self, reply: Reply, args: argparse.Namespace) -> None:
         sign = _SIGN_MODES[args.sign]

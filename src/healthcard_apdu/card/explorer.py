@@ -32,6 +32,7 @@ from healthcard_apdu.apdu.errors import (
 from healthcard_apdu.apdu.status import describe
 from healthcard_apdu.card.document import (
     FileSelector,
+    UnreadableFile,
     WriteResult,
     content_json,
     display_value,
@@ -40,9 +41,10 @@ from healthcard_apdu.card.document import (
     resolve_selector,
     write_document,
 )
-from healthcard_apdu.card.errors import CardOperationError, NotWritable
+from healthcard_apdu.card.errors import CardOperationError, KeyNotPresent, NotWritable
 from healthcard_apdu.card.factor import FactorConfirmation, FactorStatus
 from healthcard_apdu.card.healthcard import HealthCard, SignMode
+from healthcard_apdu.card.notices import CardNotice
 from healthcard_apdu.card.sam import Sam
 from healthcard_apdu.model import (
     DF,
@@ -143,13 +145,22 @@ class SelectReply:
 
 @dataclass(frozen=True)
 class ReadReply:
-    """Decoded items of the files read (table rows and the ``healthcard read --json`` shape)."""
+    """Decoded items of the files read (table rows and the ``healthcard read --json`` shape).
+
+    ``unreadable`` are the files the card holds no read key for (left out of ``document``, a
+    row each in ``rows``); ``notices`` what this read reported (those files, items out of
+    spec, the card-factor check), as ``warnings`` in the JSON like ``healthcard read --json``.
+    """
 
     rows: list[dict[str, Any]]
     document: dict[str, Any]
+    unreadable: tuple[UnreadableFile, ...] = ()
+    notices: tuple[CardNotice, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return self.document
+        if not self.notices:
+            return self.document
+        return {**self.document, "warnings": [n.to_json() for n in self.notices]}
 
 
 @dataclass(frozen=True)
@@ -347,6 +358,8 @@ def _size(target: EF) -> str:
 
 def _refusal(exc: HealthCardError) -> str:
     """A short cell text for a probe that failed."""
+    if isinstance(exc, KeyNotPresent):
+        return f"not readable: key {exc.key} not present on this card (6A88, no try spent)"
     if isinstance(exc, CardError):
         text = f"SW {exc.sw:04X} {exc.meaning}"
         if exc.retries_left is not None:
@@ -745,9 +758,13 @@ class CardExplorer:
             selectors = [self._selector(text).code]
         if wanted and (selectors is None or len(selectors) != 1):
             raise ExplorerError("item names need exactly one file")
-        selection = read_selection(card, selectors)
+        noticed = len(card.warnings)
+        unreadable: list[UnreadableFile] = []
+        selection = read_selection(card, selectors, unreadable=unreadable)
         rows = document_rows(selection, keys="code", all_items=all_items or bool(wanted))
+        rows += [entry.row() for entry in unreadable]
         document = {s.key("code"): content_json(c, "code") for s, c in selection}
+        notices = tuple(card.warnings[noticed:])
         if wanted:
             selector = selection[0][0]
             cls = self._file_class(selector)
@@ -756,7 +773,7 @@ class CardExplorer:
             numbers = {s.item.no for s in slots}
             rows = [r for r in rows if r["item"] in numbers or r["code"] in codes]
             document = {selector.code: self._pick(document[selector.code], codes)}
-        return ReadReply(rows, document)
+        return ReadReply(rows, document, tuple(unreadable), notices)
 
     @staticmethod
     def _pick(value: Any, codes: set[str]) -> Any:

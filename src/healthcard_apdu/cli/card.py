@@ -4,7 +4,9 @@ The commands only parse options and print; connecting is ``app.connect.connect``
 ``cli.options``) and the documents are ``card.document``. Passphrases and PINs come from
 environment variables or a hidden prompt, never from the command line. Notices of the read
 (items out of spec, the card-factor check) go to stderr as ``warning:`` lines and, with
-``--json``, into the document's ``warnings``; they do not change the exit code.
+``--json``, into the document's ``warnings``; they do not change the exit code. So do the
+files a whole-card read cannot read because the card lacks their read key (``6A88``): the rest
+is read and shown (docs/cli.md "read", docs/spec-choices.md).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import click
 from healthcard_apdu.app.connect import CardConnection, connect
 from healthcard_apdu.card.document import (
     KeysBy,
+    UnreadableFile,
     content_json,
     document_rows,
     read_selection,
@@ -26,7 +29,14 @@ from healthcard_apdu.card.document import (
 )
 from healthcard_apdu.card.errors import SignatureInvalid
 from healthcard_apdu.card.healthcard import HealthCard
-from healthcard_apdu.cli.common import EXIT_FAILED, EXIT_USAGE, die, emit, exit_on_errors
+from healthcard_apdu.cli.common import (
+    EXIT_FAILED,
+    EXIT_SECURITY,
+    EXIT_USAGE,
+    die,
+    emit,
+    exit_on_errors,
+)
 from healthcard_apdu.cli.options import (
     card_options,
     factor_options,
@@ -101,6 +111,12 @@ def _print_notices(card: HealthCard) -> None:
 @click.option("--require-signatures", is_flag=True,
               help="Fail (exit 1) on an unsigned EE/ED record too (unsigned records are normal "
               "in the field).")
+@click.option(
+    "--require-all-files",
+    is_flag=True,
+    help="Fail (exit 4) when a file cannot be read because the card lacks its read key "
+    "(otherwise it is reported as a warning and the rest is read, exit 0).",
+)
 def read_command(
     files: tuple[str, ...],
     as_json: bool,
@@ -108,19 +124,24 @@ def read_command(
     all_items: bool,
     no_verify: bool,
     require_signatures: bool,
+    require_all_files: bool,
     **options: Any,
 ) -> None:
     """Read the card (or chosen files); a table of item code, name and value by default.
 
     Items the card holds out of spec are shown as read, with a warning on stderr (exit 0).
-    An EE/ED record whose signature is present and wrong is shown too, then exit 1.
+    A file the card holds no read key for (EXTERNAL AUTHENTICATE 6A88, no try spent) is
+    named in a warning and the rest is read (exit 0; exit 4 when nothing could be read, or
+    with --require-all-files). An EE/ED record whose signature is present and wrong is shown
+    too, then exit 1.
     """
     keys: KeysBy = "code" if keys_by == "code" else "name"
     failures: list[SignatureInvalid] = []
+    unreadable: list[UnreadableFile] = []
     with _connect(options, verify=not no_verify,
                   require_signatures=require_signatures) as connection:
         card = connection.card
-        selection = read_selection(card, files or None, failures=failures)
+        selection = read_selection(card, files or None, failures=failures, unreadable=unreadable)
         signatures = {path.replace("/", ""): status.value
                       for path, status in card.signatures.items()}
         if as_json:
@@ -134,9 +155,13 @@ def read_command(
             rows = document_rows(selection, keys=keys, all_items=all_items)
             rows += [{"file": path, "item": "", "code": "", "name": "signature", "value": status}
                      for path, status in signatures.items()]
+            rows += [entry.row(keys) for entry in unreadable]
             emit(rows, False, columns=("file", "item", "code", "name", "value"))
     for failure in failures:
         click.echo(f"error: {failure}", err=True)
+    if unreadable and require_all_files:
+        click.echo(f"error: {len(unreadable)} file(s) not read (--require-all-files)", err=True)
+        raise SystemExit(EXIT_SECURITY)
     if failures:
         raise SystemExit(EXIT_FAILED)
 
