@@ -168,6 +168,10 @@ def test_the_card_product_options_set_the_rule_and_its_check(
     code, _, err = run(files, "--factor-rule", "middle-8", script="info\n")
     assert code == 2 and "middle-8" in err
 
+    code, out, err = run(files, "--json", "--factor-rule", "offset:7", script="info\n")
+    factor = json.loads(out)["result"]["card_factor"]  # 13 historical bytes: 7..14 do not fit
+    assert code == 0 and factor["status"] == "error" and "needs 8 of them" in factor["message"]
+
 
 def test_auth_with_an_unconfirmed_factor_exits_4_before_any_try(
     files: dict[str, Path], tmp_path: Path
