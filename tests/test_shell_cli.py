@@ -16,6 +16,7 @@ from healthcard_apdu.sim.image import save_image
 from test_card_fixtures import SAM_PIN, issued_card, keyset, sample
 
 PASSPHRASE = "shell-passphrase"
+PROFILES = Path(__file__).parents[1] / "src" / "healthcard_apdu" / "perso" / "profiles"
 ENV = {"HEALTHCARD_SAM_PIN": SAM_PIN, "HEALTHCARD_KEYS_PASSPHRASE": PASSPHRASE}
 
 
@@ -128,9 +129,61 @@ def test_json_gives_one_line_per_command(files: dict[str, Path]) -> None:
     assert all(r["ok"] for r in replies)
     assert replies[1]["result"] == {"DDF1EF06": {"XM": "李堃", "CSRQ": "19850317"}}
     info = replies[-1]["result"]
-    assert info["card_factor"]["confirmed"] == info["card_factor"]["in_use"]
+    assert info["card_factor"]["status"] == "confirmed" and info["card_factor"]["rule"] == "first-8"
+    assert info["card_factor"]["confirmed"]["factor"] == info["card_factor"]["factor"]
+    assert info["protocol"] == "T=1"  # the simulated card's mode, not "unknown"
     assert info["security"]["pin"] == "verified" and info["security"]["module"] == "sim_sam"
     assert info["atr"]["protocols"] == ["T=1"]
+
+
+def test_the_card_product_options_set_the_rule_and_its_check(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    code, out, err = run(
+        files, "--json", "--factor-rule", "last-8", script="info\nread holder XM\n"
+    )
+    assert code == 0, err
+    info, read = (json.loads(line)["result"] for line in out.splitlines())
+    factor = info["card_factor"]
+    assert factor["rule"] == "last-8" and factor["status"] == "confirmed"
+    assert factor["confirmed"]["rules"] == ["first-8"]  # the true factor, by the other rule
+    assert [t["matched"] for t in factor["tries"]] == [False, True]
+    assert "the configured rule last-8" in factor["message"] and read["DDF1EF06"]["XM"] == "李堃"
+
+    code, out, err = run(files, "--no-factor-check", script="info\n")
+    assert code == 0, err
+    assert "product rule first-8, status off" in out and "not checked" in out
+
+    profile = tmp_path / "last8.toml"
+    profile.write_text(
+        (PROFILES / "national-32k.toml")
+        .read_text(encoding="utf-8")
+        .replace('factor_rule = "first-8"', 'factor_rule = "last-8"'),
+        encoding="utf-8",
+    )
+    code, out, err = run(files, "--json", "--profile", str(profile), script="info\n")
+    assert code == 0, err
+    assert json.loads(out)["result"]["card_factor"]["rule"] == "last-8"
+
+    code, _, err = run(files, "--factor-rule", "middle-8", script="info\n")
+    assert code == 2 and "middle-8" in err
+
+    code, out, err = run(files, "--json", "--factor-rule", "offset:7", script="info\n")
+    factor = json.loads(out)["result"]["card_factor"]  # 13 historical bytes: 7..14 do not fit
+    assert code == 0 and factor["status"] == "error" and "needs 8 of them" in factor["message"]
+
+
+def test_auth_with_an_unconfirmed_factor_exits_4_before_any_try(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    other = tmp_path / "other-keys.json"
+    keyset({"IRK_DDF1": bytes(16)}).save(other, PASSPHRASE, scrypt_n=2**10)
+    options = ["--sim-card", str(files["image"]), "--keys", str(other), "--json", "--keep-going"]
+    result = CliRunner(env=ENV).invoke(shell_command, options, input="info\nauth RK1_DF01\n")
+    assert result.exit_code == 4
+    info, auth = (json.loads(line) for line in result.stdout.splitlines())
+    assert info["result"]["card_factor"]["status"] == "not-confirmed"
+    assert auth["error_type"] == "FactorNotConfirmed" and "no try spent" in auth["error"]
 
 
 def test_write_a_json_document_and_help_per_command(files: dict[str, Path]) -> None:

@@ -15,12 +15,22 @@ from healthcard_apdu.apdu.errors import AuthenticationFailed
 from healthcard_apdu.card import HealthCard
 from healthcard_apdu.card.errors import NotWritable
 from healthcard_apdu.card.explorer import CardExplorer, ExplorerError, decode_file
+from healthcard_apdu.card.factor import FactorNotConfirmed, FactorStatus
 from healthcard_apdu.model import ef
 from healthcard_apdu.security import SoftwareSecurityModule
 from healthcard_apdu.sim import SimCard
 from healthcard_apdu.sim.keys import TYPE_EXTERNAL
 from healthcard_apdu.transport import Channel
-from test_card_fixtures import SAM_PIN, Recorder, issued_card, keyset, sam_over, sample, sim_sam
+from healthcard_apdu.transport.atr import parse_atr
+from test_card_fixtures import (
+    SAM_PIN,
+    Recorder,
+    issued_card,
+    keyset,
+    sam_over,
+    sample,
+    sim_sam,
+)
 
 WRONG = bytes(range(16))
 
@@ -144,29 +154,92 @@ def test_write_one_item_goes_through_the_document_writer() -> None:
         assert all(a[1] != 0xDC for a in rec.sent[sent:])
 
 
-def test_auth_success_confirms_the_factor_and_a_refusal_is_never_retried() -> None:
+READ_KEYS = (("DDF1", "RK1_DDF1"), ("DF01", "RK1_DF01"), ("DF02", "RK1_DF02"), ("DF03", "RK1_DF03"))
+
+
+def read_counters(card: SimCard) -> dict[str, int]:
+    return {key: tries_left(card, df_name, key) for df_name, key in READ_KEYS}
+
+
+def test_info_confirms_the_factor_without_a_try_and_auth_is_never_retried() -> None:
     with explorer(keys={"RK1_DF03": WRONG}) as (ex, card, rec):
-        report = ex.card_factor_report(card.atr())
-        assert [r for r, _ in report.candidates] == [
-            "last 8 historical bytes",
-            "first 8 historical bytes",
+        before = read_counters(card)
+        historical = parse_atr(card.atr()).historical_bytes  # the real family's shape: 13
+        report = ex.card_factor_report()
+        check = report.confirmation
+        assert check is not None and check.status is FactorStatus.CONFIRMED and report.checked_now
+        assert [c["rules"] for c in report.candidates()] == [["first-8"], ["last-8"]]
+        assert [c["factor"] for c in report.candidates()] == [
+            historical[:8].hex().upper(),
+            historical[-8:].hex().upper(),
         ]
-        assert report.confirmed is None and report.in_use == report.candidates[0][1]
+        assert report.candidates()[0]["outcome"].startswith("confirmed by INTERNAL AUTHENTICATE")
+        assert report.candidates()[1]["outcome"] == "not tried"
+        assert report.in_use == historical[:8].hex().upper()
+        assert [a[1] for a in rec.sent].count(0x88) == 1  # one INTERNAL AUTHENTICATE
+        assert 0x82 not in [a[1] for a in rec.sent]  # no EXTERNAL AUTHENTICATE
+        sent = len(rec.sent)
+        again = ex.card_factor_report()  # once per card: nothing sent again
+        assert len(rec.sent) == sent and not again.checked_now
+        assert again.to_json()["status"] == "confirmed"
         assert ex.auth("rk1_df01").key == "RK1_DF01" and ex.location == "DF01"
-        assert ex.card_factor_report(card.atr()).confirmed == report.in_use
-        before = tries_left(card, "DF03", "RK1_DF03")
         with pytest.raises(AuthenticationFailed) as refused:
             ex.auth("RK1_DF03")
-        assert refused.value.retries_left == before - 1
+        assert refused.value.retries_left == before["RK1_DF03"] - 1
         sent = len(rec.sent)
         with pytest.raises(AuthenticationFailed, match="not retried"):
             ex.auth("RK1_DF03")
         assert [a for a in rec.sent[sent:] if a[1] == 0x82] == []
-        assert tries_left(card, "DF03", "RK1_DF03") == before - 1
         with pytest.raises(ExplorerError, match="not an external-authentication key"):
             ex.auth("STK_DF01")
         ex.reset()
-        assert ex.card_factor_report(card.atr()).confirmed is None and ex.location == "MF"
+        assert ex.location == "MF" and ex.card is not None
+        assert ex.card.factor_confirmation is None  # a reset forgets the check
+        assert ex.card_factor_report().checked_now
+        assert read_counters(card) == {**before, "RK1_DF03": before["RK1_DF03"] - 1}
+
+
+def test_auth_refuses_before_any_try_when_no_candidate_is_confirmed() -> None:
+    with explorer(keys={"IRK_DDF1": WRONG}) as (ex, card, rec):  # not this card's key set
+        before = read_counters(card)
+        report = ex.card_factor_report()
+        assert report.confirmation is not None
+        assert report.confirmation.status is FactorStatus.NOT_CONFIRMED
+        assert report.in_use is None and report.to_json()["factor"] is None
+        assert [c["outcome"].startswith("no match") for c in report.candidates()] == [True, True]
+        with pytest.raises(FactorNotConfirmed, match="no try spent"):
+            ex.auth("RK1_DF01")
+        with pytest.raises(FactorNotConfirmed):
+            ex.read("holder")
+        assert not {0x82, 0x84} & {a[1] for a in rec.sent}  # no GET CHALLENGE, no EXT. AUTH
+        assert read_counters(card) == before
+
+
+def test_info_selects_again_what_was_current() -> None:
+    with explorer() as (ex, _card, rec):
+        ex.select("DF01/EF05")
+        info = ex.info()
+        assert info["card_factor"]["status"] == "confirmed" and info["protocol"] == "T=1"
+        assert ex.card is not None
+        assert (ex.card.session.current_df, ex.card.session.current_ef) == ("DF01", "DF01/EF05")
+        assert rec.headers()[-2:] == ["00A40000", "00A40000"]
+        assert [a[-2:].hex().upper() for a in rec.sent[-2:]] == ["DF01", "EF05"]
+
+
+def test_info_without_a_security_module_or_with_the_check_off_sends_nothing() -> None:
+    card = issued_card()
+    recorder = Recorder(card)
+    bare = CardExplorer(HealthCard(Channel(recorder), SoftwareSecurityModule(keyset())))
+    report = bare.card_factor_report()  # no security_backend: no module to check with
+    assert report.confirmation is not None
+    assert report.confirmation.status is FactorStatus.IMPOSSIBLE
+    assert "no security module" in report.message and recorder.sent == []
+    assert [c["outcome"] for c in report.candidates()] == ["not checked", "not checked"]
+    off = HealthCard(Channel(recorder), SoftwareSecurityModule(keyset()), confirm_factor=False)
+    ex = CardExplorer(off, security_backend="keys")
+    assert ex.card_factor_report().to_json()["status"] == "off" and recorder.sent == []
+    ex.auth("RK1_DDF1")  # follows the rule (first-8, this card's) without a check
+    assert 0x88 not in [a[1] for a in recorder.sent]
 
 
 def test_raw_apdu_explains_the_status_word_and_t0_is_handled_by_the_channel() -> None:

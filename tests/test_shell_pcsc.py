@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import ServeOnVpcd
 from healthcard_apdu.cli.shell import shell_command
 from healthcard_apdu.security.export import simulator_sam_document
+from healthcard_apdu.sim import SimCard
 from healthcard_apdu.sim.image import save_image
 from test_card_fixtures import SAM_PIN, issued_card, keyset, sim_sam
 
@@ -64,11 +65,14 @@ def test_scripted_session_through_pcscd_prints_as_in_process(
 
 
 def test_info_and_a_failing_check_through_pcscd(vpcd_slot: ServeOnVpcd) -> None:
-    card_reader = vpcd_slot(issued_card(), 0)
+    card = issued_card()
+    before = card_counters(card)
+    assert len(before) > 10
+    card_reader = vpcd_slot(card, 0)
     sam_reader = vpcd_slot(sim_sam(), 1)
     code, out, err = _shell(
         ["--reader", card_reader, "--sam-reader", sam_reader, "--json"],
-        "info\napdu 00B2010400 --expect 9000\ninfo\n",
+        "info\napdu 00A4000002EF99 --expect 9000\ninfo\n",
     )
     assert code == 1, err
     replies = [json.loads(line) for line in out.splitlines()]
@@ -76,4 +80,19 @@ def test_info_and_a_failing_check_through_pcscd(vpcd_slot: ServeOnVpcd) -> None:
     info = replies[0]["result"]
     assert info["reader"] == f"pcsc:{card_reader}" and info["protocol"] == "T=1"
     assert info["security"]["module"] == "sam_reader"
+    factor = info["card_factor"]
+    assert factor["status"] == "confirmed" and factor["confirmed"]["rules"] == ["first-8"]
+    assert [t["matched"] for t in factor["tries"]] == [True]  # by the PSAM, through pcscd
+    assert card_counters(card) == before  # INTERNAL AUTHENTICATE: no try counter
     assert "expected SW 9000" in replies[1]["error"]
+
+
+def card_counters(card: SimCard) -> list[int]:
+    """Tries left of every key with a try counter on the simulated card."""
+    return [
+        key.tries_left
+        for df in card.image.mf.walk()
+        if df.keyfile is not None
+        for key in df.keyfile.keys
+        if key.has_counter
+    ]

@@ -192,24 +192,28 @@ def test_serve_stops_cleanly_on_sigterm(images: tuple[Path, Path]) -> None:
         f"sim(['serve', '--card', {str(card)!r}, '--sam', {str(sam)!r}, '--port', '{port}'])"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    seen = b""
-    try:
-        deadline = time.monotonic() + 30
-        while b"serving SimSam" not in seen:  # handlers are installed before this is logged
-            assert time.monotonic() < deadline, seen.decode()
-            ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-            if ready:
-                line = proc.stderr.readline()
-                assert line, f"serve exited early: {seen.decode()}"
-                seen += line
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=15)
-        err = seen + err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # The pipe is read with os.read on its descriptor, never with the buffered
+    # proc.stderr.readline(): a buffered read may take both "serving ..." lines at once
+    # (likely when the machine is loaded), and select() would then wait on an empty pipe
+    # with the awaited line sitting in Python's buffer. ``with`` closes the pipe in any case.
+    with subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE) as proc:
+        assert proc.stderr is not None
+        seen = b""
+        try:
+            deadline = time.monotonic() + 30
+            while b"serving SimSam" not in seen:  # handlers are installed before this is logged
+                assert time.monotonic() < deadline, seen.decode()
+                ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+                if ready:
+                    chunk = os.read(proc.stderr.fileno(), 4096)
+                    assert chunk, f"serve exited early: {seen.decode()}"
+                    seen += chunk
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=15)
+            err = seen + err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert proc.returncode == 0, err.decode()
     assert b"signal 15" in err

@@ -30,6 +30,21 @@ def test_opening_powers_the_card_on_and_closing_powers_it_off() -> None:
     assert not card.powered
 
 
+def test_protocol_is_the_cards_mode_else_what_its_atr_offers() -> None:
+    from healthcard_apdu.sim import SimCard
+
+    assert InProcessTransport(TinyCard()).protocol == "T=1"  # no own mode: from the ATR
+    assert InProcessTransport(TinyCard(t0=True)).protocol == "T=0"
+    garbled = TinyCard()
+    garbled.atr = lambda: b"\x00"  # type: ignore[method-assign]
+    assert InProcessTransport(garbled).protocol is None
+    card = SimCard.blank(bytes(8), protocol="T=0")
+    transport = InProcessTransport(card)
+    assert transport.protocol == "T=0"
+    card.set_protocol("T=1")  # the simulator's mode, followed at run time
+    assert transport.protocol == "T=1"
+
+
 def test_absent_card_cannot_be_opened() -> None:
     card = TinyCard()
     card.present = False

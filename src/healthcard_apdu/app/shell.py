@@ -48,7 +48,13 @@ from healthcard_apdu.card.explorer import (
 from healthcard_apdu.card.healthcard import HealthCard, SignMode
 from healthcard_apdu.crypto import BlockCipher
 from healthcard_apdu.model import DFS, EF, EFS, file_class
-from healthcard_apdu.security import CardFactors, KeySpec, SecurityModule
+from healthcard_apdu.security import (
+    DEFAULT_FACTOR_RULE,
+    CardFactors,
+    FactorRule,
+    KeySpec,
+    SecurityModule,
+)
 from healthcard_apdu.security.errors import SecurityModuleError
 from healthcard_apdu.security.session import SessionOps
 from healthcard_apdu.transport.channel import Channel
@@ -252,7 +258,10 @@ def _build_commands() -> dict[str, Command]:
         "info",
         "",
         "ATR, card factor candidates and confirmation, security module and SAM state",
-        "Sends nothing to the card; a PSAM's public files were read when it was opened.",
+        "The card factor is confirmed once per card, as before any authentication: SELECT "
+        "MF and DDF1, a free READ RECORD of YYCSDM, INTERNAL AUTHENTICATE per candidate (no "
+        "try counter); then what was current is selected again. A PSAM's public files were "
+        "read when it was opened.",
     )
     cmds.append(c)
 
@@ -357,8 +366,6 @@ class Shell:
             reply.error = exc
         except OSError as exc:
             reply.error = ShellUsageError(f"{name}: {exc.strerror or exc}: {exc.filename}")
-        if reply.error is None:
-            self.explorer.note_authenticated()
         return reply
 
     @staticmethod
@@ -416,6 +423,9 @@ class Shell:
         result: ReadReply = self.explorer.read(target, items, all_items=args.all_items)
         reply.data = result.to_json()
         reply.blocks.append(Table(result.rows, ("file", "item", "code", "name", "value")))
+        reply.blocks.extend(  # unreadable files have their row in the table already
+            f"warning: {n.message}" for n in result.notices if n.kind != "unreadable"
+        )
 
     def _do_write(self, reply: Reply, args: argparse.Namespace) -> None:
         sign = _SIGN_MODES[args.sign]
@@ -671,6 +681,19 @@ def _listing(reply: Reply, entries: list[ListingEntry], *, tree: bool) -> None:
     reply.blocks.append(Table(rows, ("path", "kind", "name", "size", "access", "card")))
 
 
+def _factor_lines(factor: dict[str, Any]) -> list[str]:
+    """The card-factor lines of ``info``: rule, candidates with their outcome, factor in use."""
+    lines = [f"factor    product rule {factor['rule']}, status {factor['status']}"]
+    width = max((len(" = ".join(c["rules"])) for c in factor["candidates"]), default=0)
+    lines += [
+        f"            {c['factor']}  {' = '.join(c['rules']):<{width}}  {c['outcome']}"
+        for c in factor["candidates"]
+    ]
+    lines.append(f"          in use {factor['factor'] or 'none'}")
+    lines.append(f"          {factor['message']}")
+    return lines
+
+
 def _info_lines(info: dict[str, Any]) -> list[str]:
     lines = [f"reader    {info['reader']} ({info['protocol'] or 'protocol unknown'})"]
     atr = info["atr"]
@@ -685,14 +708,7 @@ def _info_lines(info: dict[str, Any]) -> list[str]:
             f"          interface bytes {interface}",
             f"          historical bytes {atr['historical_bytes'] or '(none)'}",
         ]
-    factor = info["card_factor"]
-    lines.append("factor    candidates:")
-    lines += [f"            {c['factor']}  {c['rule']}" for c in factor["candidates"]] or [
-        "            (none: fewer than 8 historical bytes)"
-    ]
-    lines.append(f"          in use {factor['in_use'] or '(none)'}")
-    confirmed = factor["confirmed"]
-    lines.append(f"          confirmed {confirmed or 'no'} ({factor['note']})")
+    lines += _factor_lines(info["card_factor"])
     security = info["security"]
     details = ", ".join(f"{k} {v}" for k, v in security.items() if k != "module")
     lines.append(f"security  {security['module']}" + (f": {details}" if details else ""))
@@ -747,11 +763,15 @@ def open_explorer(
     *,
     trace: str | os.PathLike[str] | None = None,
     names: OptionNames = option_flag,
+    factor_rule: FactorRule | str = DEFAULT_FACTOR_RULE,
+    confirm_factor: bool = True,
 ) -> Iterator[CardExplorer]:
     """Open the card (``None``: offline) and the security module (optional: without one, key
     operations say which options give one) as a :class:`CardExplorer`; closes them after.
 
     ``trace`` starts a JSON Lines trace of the card's and SAM's APDUs from the first one.
+    ``factor_rule`` / ``confirm_factor`` are the card product's card-factor rule and its
+    confirmation by INTERNAL AUTHENTICATE (as for :class:`HealthCard`).
     """
     if card is not None:
         check_card_options(card, names=names)
@@ -773,7 +793,12 @@ def open_explorer(
         else:
             module = _NoSecurityModule(names)
         link = stack.enter_context(open_card_link(card, names=names))
-        health_card = HealthCard(Channel(link.transport, trace=tracer), module)
+        health_card = HealthCard(
+            Channel(link.transport, trace=tracer),
+            module,
+            factor_rule=factor_rule,
+            confirm_factor=confirm_factor,
+        )
         explorer = CardExplorer(
             health_card,
             sam=sam,

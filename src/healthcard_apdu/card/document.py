@@ -8,8 +8,14 @@ A document maps file keys to contents. The whole-card document is exactly
 (``keys="name"``, items by English name); reading accepts both.
 
 ``healthcard read --json`` adds two reserved keys that :func:`write_document` ignores:
-``warnings`` (the read's :class:`CardNotice` list: items out of spec, the card-factor check)
-and ``signatures`` (EE/ED path -> ``signed-valid`` / ``unsigned`` / ``signature-invalid``).
+``warnings`` (the read's :class:`CardNotice` list: items out of spec, the card-factor check,
+files the card lacks the read key for) and ``signatures`` (EE/ED path -> ``signed-valid`` /
+``unsigned`` / ``signature-invalid``).
+
+"A bad byte in one item never hides the rest of the card" holds for files too: with an
+``unreadable`` list, :func:`read_selection` reads every selected file it can and reports each
+file whose read key the card does not hold (EXTERNAL AUTHENTICATE ``6A88``, no try spent) as an
+:class:`UnreadableFile` and a notice, instead of stopping at the first one.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from healthcard_apdu.card.errors import NotWritable, RecordInvalid, SignatureInvalid
+from healthcard_apdu.card.errors import KeyNotPresent, NotWritable, RecordInvalid, SignatureInvalid
 from healthcard_apdu.card.healthcard import HealthCard, SignMode
+from healthcard_apdu.card.notices import CardNotice
 from healthcard_apdu.model import (
     Allergies,
     CyclicFile,
@@ -38,6 +45,7 @@ __all__ = [
     "DEFAULT_SELECTION",
     "RESERVED_KEYS",
     "FileSelector",
+    "UnreadableFile",
     "WriteResult",
     "content_json",
     "display_value",
@@ -135,6 +143,37 @@ def _unique(selectors: Iterable[str] | None) -> list[FileSelector]:
 # -- reading --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class UnreadableFile:
+    """A selected file the card does not let anyone read: it does not hold the file's read key
+    (EXTERNAL AUTHENTICATE answered ``6A88``; no try was spent, and the key is not sent again).
+    """
+
+    selector: FileSelector
+    key: str | None
+    error: KeyNotPresent
+
+    @property
+    def message(self) -> str:
+        what = f"key {self.key}" if self.key else "its read key"
+        return (
+            f"{self.selector.code} ({self.selector.name}) not read: {what} not present on this "
+            "card (EXTERNAL AUTHENTICATE 6A88, no try spent)"
+        )
+
+    def notice(self) -> CardNotice:
+        return CardNotice("unreadable", self.message, path=self.selector.code, key=self.key)
+
+    def row(self, keys: KeysBy = "code") -> dict[str, Any]:
+        """Its line in the :func:`document_rows` table."""
+        what = f"key {self.key}" if self.key else "its read key"
+        value = f"(not read: {what} not present on this card)"
+        return {"file": self.selector.key(keys), "item": "", "code": "", "name": "", "value": value}
+
+    def to_json(self) -> dict[str, Any]:
+        return self.notice().to_json()
+
+
 def _read_record_at(
     card: HealthCard, path: str, verify: bool | None,
     failures: list[SignatureInvalid] | None = None,
@@ -178,13 +217,20 @@ def read_selection(
     *,
     verify: bool | None = None,
     failures: list[SignatureInvalid] | None = None,
+    unreadable: list[UnreadableFile] | None = None,
 ) -> list[tuple[FileSelector, Content]]:
     """Read the selected files (all by default) as typed values, in selection order.
 
     With a ``failures`` list, an EE/ED record whose signature check fails is collected there
     (its untrusted decoded value is shown) and reading goes on; otherwise it raises.
+    With an ``unreadable`` list, a file whose read key the card does not hold
+    (:class:`KeyNotPresent`) is left out of the result, collected there and added to the card's
+    notices, and reading goes on; when no selected file could be read at all, the first
+    :class:`KeyNotPresent` is raised. Any other error (a refused authentication ...) stops.
     """
     chosen = _unique(selectors)
+    if unreadable is not None:
+        return _read_what_can_be_read(card, chosen, verify, failures, unreadable)
     if failures is not None:
         return [(selector, _read_one(card, selector, verify, failures)) for selector in chosen]
     if chosen == list(DEFAULT_SELECTION):
@@ -209,6 +255,28 @@ def read_selection(
     return [(selector, _read_one(card, selector, verify)) for selector in chosen]
 
 
+def _read_what_can_be_read(
+    card: HealthCard,
+    chosen: Sequence[FileSelector],
+    verify: bool | None,
+    failures: list[SignatureInvalid] | None,
+    unreadable: list[UnreadableFile],
+) -> list[tuple[FileSelector, Content]]:
+    read: list[tuple[FileSelector, Content]] = []
+    missing: list[UnreadableFile] = []
+    for selector in chosen:
+        try:
+            read.append((selector, _read_one(card, selector, verify, failures)))
+        except KeyNotPresent as exc:
+            missing.append(UnreadableFile(selector, exc.key, exc))
+    if missing and not read:
+        raise missing[0].error
+    for entry in missing:
+        card.add_notice(entry.notice())
+    unreadable += missing
+    return read
+
+
 def content_json(content: Content, keys: KeysBy = "code") -> Any:
     """JSON of one document entry (a file, a record list, or None)."""
     if content is None:
@@ -224,9 +292,11 @@ def read_document(
     *,
     keys: KeysBy = "code",
     verify: bool | None = None,
+    unreadable: list[UnreadableFile] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document of the selected files (the whole card by default)."""
-    selection = read_selection(card, selectors, verify=verify)
+    """The JSON document of the selected files (the whole card by default); ``unreadable`` as
+    for :func:`read_selection` (those files are then missing from the document)."""
+    selection = read_selection(card, selectors, verify=verify, unreadable=unreadable)
     return {selector.key(keys): content_json(content, keys) for selector, content in selection}
 
 

@@ -1,10 +1,12 @@
 """``CardExplorer``: the state and operations behind ``healthcard shell``.
 
 An explorer wraps one :class:`HealthCard` (or none: offline, layout and decoding only) and keeps
-what an interactive session needs on top of it: the current DF/EF as the user sees it, the
-trace switched on and off at run time, and whether an external authentication has confirmed
-the card factor. Every operation returns a typed result with ``to_json()``; printing is the
-caller's job (``app.shell`` renders them for the command line).
+what an interactive session needs on top of it: the current DF/EF as the user sees it and the
+trace switched on and off at run time. The card factor is the library's business
+(:meth:`HealthCard.confirm_card_factor`: INTERNAL AUTHENTICATE, no try counter, before the
+first EXTERNAL AUTHENTICATE); ``info`` shows its result. Every operation returns a typed result
+with ``to_json()``; printing is the caller's job (``app.shell`` renders them for the command
+line).
 
 The card is always driven through the library's own paths, so nothing here bypasses the
 rules of :class:`HealthCard` / :class:`CardSession`: reads and writes select, authenticate
@@ -30,6 +32,7 @@ from healthcard_apdu.apdu.errors import (
 from healthcard_apdu.apdu.status import describe
 from healthcard_apdu.card.document import (
     FileSelector,
+    UnreadableFile,
     WriteResult,
     content_json,
     display_value,
@@ -38,8 +41,10 @@ from healthcard_apdu.card.document import (
     resolve_selector,
     write_document,
 )
-from healthcard_apdu.card.errors import NotWritable
+from healthcard_apdu.card.errors import CardOperationError, KeyNotPresent, NotWritable
+from healthcard_apdu.card.factor import FactorConfirmation, FactorStatus
 from healthcard_apdu.card.healthcard import HealthCard, SignMode
+from healthcard_apdu.card.notices import CardNotice
 from healthcard_apdu.card.sam import Sam
 from healthcard_apdu.model import (
     DF,
@@ -61,7 +66,7 @@ from healthcard_apdu.model import (
     layout_items,
 )
 from healthcard_apdu.model import key as model_key
-from healthcard_apdu.security import SecurityModule, card_factor_from_atr
+from healthcard_apdu.security import SecurityModule, factor_candidates
 from healthcard_apdu.security.errors import SecurityModuleError
 from healthcard_apdu.transport.atr import AtrError, parse_atr
 from healthcard_apdu.transport.trace import Tracer, default_masker, mask_hex, wire_data_offset
@@ -140,13 +145,22 @@ class SelectReply:
 
 @dataclass(frozen=True)
 class ReadReply:
-    """Decoded items of the files read (table rows and the ``healthcard read --json`` shape)."""
+    """Decoded items of the files read (table rows and the ``healthcard read --json`` shape).
+
+    ``unreadable`` are the files the card holds no read key for (left out of ``document``, a
+    row each in ``rows``); ``notices`` what this read reported (those files, items out of
+    spec, the card-factor check), as ``warnings`` in the JSON like ``healthcard read --json``.
+    """
 
     rows: list[dict[str, Any]]
     document: dict[str, Any]
+    unreadable: tuple[UnreadableFile, ...] = ()
+    notices: tuple[CardNotice, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return self.document
+        if not self.notices:
+            return self.document
+        return {**self.document, "warnings": [n.to_json() for n in self.notices]}
 
 
 @dataclass(frozen=True)
@@ -238,24 +252,65 @@ class ApduReply:
 
 @dataclass(frozen=True)
 class FactorReport:
-    """Card factor candidates from the ATR, the one in use, and whether the card confirmed it.
+    """The card-factor part of ``info``: the card product's rule, the candidates it and the
+    other known rules give, and the library's check (:class:`FactorConfirmation`): which
+    candidate INTERNAL AUTHENTICATE confirmed (no try counter), or why none was or could be.
 
-    ``confirmed`` is the factor a successful EXTERNAL AUTHENTICATE in this session proved (the
-    card accepted a cryptogram made with it), else None; ``note`` says how it was (or can be)
-    confirmed.
+    ``confirmation`` is None only when the check could not even start (``error`` says why: the
+    rule does not fit the ATR, an unreadable ATR). ``checked_now`` tells whether this report
+    sent the check (False: the card's earlier result, or nothing sent).
     """
 
-    candidates: tuple[tuple[str, str], ...]  # (rule, factor hex)
-    in_use: str | None
-    confirmed: str | None
-    note: str
+    rule: str
+    confirmation: FactorConfirmation | None
+    checked_now: bool = False
+    error: str = ""
+
+    @property
+    def in_use(self) -> str | None:
+        """The factor authentications use (hex), None when none may be used."""
+        check = self.confirmation
+        if check is None or check.status is FactorStatus.NOT_CONFIRMED:
+            return None
+        return check.factor.hex().upper()
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Each candidate (the configured rule's first) with what the check made of it."""
+        check = self.confirmation
+        if check is None:
+            return []
+        tried = {t.candidate.factor: t for t in check.tries}
+        out = []
+        for candidate in check.candidates:
+            attempt = tried.get(candidate.factor)
+            if attempt is None:
+                outcome = "not tried" if check.status is FactorStatus.CONFIRMED else "not checked"
+            elif attempt.matched:
+                outcome = "confirmed by INTERNAL AUTHENTICATE (no try counter)"
+            else:
+                outcome = "no match: the card's INTERNAL AUTHENTICATE answer differs"
+            out.append({**candidate.to_json(), "outcome": outcome})
+        return out
+
+    @property
+    def message(self) -> str:
+        return self.error if self.confirmation is None else self.confirmation.message
 
     def to_json(self) -> dict[str, Any]:
+        if self.confirmation is None:
+            return {
+                "rule": self.rule,
+                "status": "error",
+                "candidates": [],
+                "tries": [],
+                "confirmed": None,
+                "factor": None,
+                "message": self.error,
+            }
         return {
-            "candidates": [{"rule": r, "factor": f} for r, f in self.candidates],
-            "in_use": self.in_use,
-            "confirmed": self.confirmed,
-            "note": self.note,
+            **self.confirmation.to_json(),
+            "candidates": self.candidates(),
+            "checked_now": self.checked_now,
         }
 
 
@@ -303,6 +358,8 @@ def _size(target: EF) -> str:
 
 def _refusal(exc: HealthCardError) -> str:
     """A short cell text for a probe that failed."""
+    if isinstance(exc, KeyNotPresent):
+        return f"not readable: key {exc.key} not present on this card (6A88, no try spent)"
     if isinstance(exc, CardError):
         text = f"SW {exc.sw:04X} {exc.meaning}"
         if exc.retries_left is not None:
@@ -479,7 +536,6 @@ class CardExplorer:
         self.current_ef: str | None = None
         self._tracer = trace
         self._trace_path = trace_path if trace is not None else None
-        self._confirmed_factor: bytes | None = None
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -702,9 +758,13 @@ class CardExplorer:
             selectors = [self._selector(text).code]
         if wanted and (selectors is None or len(selectors) != 1):
             raise ExplorerError("item names need exactly one file")
-        selection = read_selection(card, selectors)
+        noticed = len(card.warnings)
+        unreadable: list[UnreadableFile] = []
+        selection = read_selection(card, selectors, unreadable=unreadable)
         rows = document_rows(selection, keys="code", all_items=all_items or bool(wanted))
+        rows += [entry.row() for entry in unreadable]
         document = {s.key("code"): content_json(c, "code") for s, c in selection}
+        notices = tuple(card.warnings[noticed:])
         if wanted:
             selector = selection[0][0]
             cls = self._file_class(selector)
@@ -713,7 +773,7 @@ class CardExplorer:
             numbers = {s.item.no for s in slots}
             rows = [r for r in rows if r["item"] in numbers or r["code"] in codes]
             document = {selector.code: self._pick(document[selector.code], codes)}
-        return ReadReply(rows, document)
+        return ReadReply(rows, document, tuple(unreadable), notices)
 
     @staticmethod
     def _pick(value: Any, codes: set[str]) -> Any:
@@ -824,8 +884,11 @@ class CardExplorer:
     def auth(self, role: str) -> AuthReply:
         """EXTERNAL AUTHENTICATE with ``role`` in its DF, through the security module.
 
-        A refusal raises the card's typed error with the tries left; the session never sends
-        that key again (:class:`CardSession`)."""
+        As everywhere in the library, the card factor is confirmed first (INTERNAL
+        AUTHENTICATE, no try counter; once per card): when no candidate is confirmed this
+        raises :class:`~healthcard_apdu.card.factor.FactorNotConfirmed` before any try is
+        spent. A refusal raises the card's typed error with the tries left; the session never
+        sends that key again (:class:`CardSession`)."""
         card = self._card("auth")
         name = role.strip().upper()
         if name not in AUTH_ROLES:
@@ -836,19 +899,13 @@ class CardExplorer:
         card_key = model_key(name)
         session = card.session
         spec = session.key_spec(name)
+        session.ensure_factor()  # refuses here, before anything else is sent for the key
         if spec.levels == 2:
             _ = session.city_factor  # reads DDF1/EF05 first: it would move away afterwards
         session.select_df(card_key.df)
         self.cwd, self.current_ef = card_key.df, None
         session.authenticate(name, card_key.df)
-        self._confirmed_factor = session.card_factor
         return AuthReply(name, card_key.df)
-
-    def note_authenticated(self) -> None:
-        """Record a factor confirmation when the last operation left a security state."""
-        card = self.card
-        if card is not None and card.session.auth_key is not None:
-            self._confirmed_factor = card.session.card_factor
 
     # -- info -----------------------------------------------------------------------------------
 
@@ -856,11 +913,12 @@ class CardExplorer:
         """ATR parse, card factor report, security module / SAM state, session state."""
         card = self._card("info")
         atr = card.channel.atr()
+        factor = self.card_factor_report()
         out: dict[str, Any] = {
             "reader": card.channel.transport.name,
             "protocol": card.channel.transport.protocol,
             "atr": self._atr(atr),
-            "card_factor": self.card_factor_report(atr).to_json(),
+            "card_factor": factor.to_json(),
             "security": self.security_state(),
             "session": {
                 "location": self.location,
@@ -887,39 +945,47 @@ class CardExplorer:
             "tck": "absent" if parsed.tck_ok is None else ("ok" if parsed.tck_ok else "wrong"),
         }
 
-    def card_factor_report(self, atr: bytes) -> FactorReport:
-        """The card factor part of :meth:`info`, in one place.
+    def card_factor_report(self) -> FactorReport:
+        """The card-factor part of :meth:`info`: :meth:`HealthCard.confirm_card_factor`.
 
-        Today's rule is the last 8 historical bytes (``card_factor_from_atr``); the first 8 are
-        listed as the other candidate real cards use. Only a successful external authentication
-        in this session confirms the factor in use; nothing is sent to find out.
+        The check runs once per card (a reset forgets it): SELECT MF and DDF1, a free READ
+        RECORD of YYCSDM for the city factor, INTERNAL AUTHENTICATE per candidate -- no try
+        counter is touched. Then what was current on the card is selected again, as far as the
+        session knows it. Without a security module nothing is sent: the candidates are shown
+        as not checked.
         """
-        candidates: list[tuple[str, str]] = []
+        card = self._card("info")
+        session = card.session
+        rule = str(session.factor_rule)
+        if session.factor_confirmation is not None:
+            return FactorReport(rule, session.factor_confirmation)
         try:
-            historical = parse_atr(atr).historical_bytes
+            if self.security_backend is None and session.confirm_factor:
+                return FactorReport(rule, self._unchecked(card))
+            df_name, ef_path = session.current_df, session.current_ef
+            check = card.confirm_card_factor()
+        except (AtrError, SecurityModuleError, CardOperationError) as exc:
+            return FactorReport(rule, None, error=f"card factor: {exc}")
+        if df_name is not None and (session.current_df, session.current_ef) != (df_name, ef_path):
+            session.select_df(df_name)
+            if ef_path is not None:
+                session.select_ef(ef(ef_path))
+        return FactorReport(rule, check, checked_now=bool(check.tries))
+
+    @staticmethod
+    def _unchecked(card: HealthCard) -> FactorConfirmation:
+        """The candidates without a security module to check them (nothing is sent)."""
+        rule = card.session.factor_rule
+        try:
+            historical = parse_atr(card.channel.atr()).historical_bytes
         except AtrError:
+            if rule.needs_atr:
+                raise
             historical = b""
-        if len(historical) >= 8:
-            candidates.append(
-                ("last 8 historical bytes", card_factor_from_atr(historical).hex().upper())
-            )
-            first = historical[:8].hex().upper()
-            if first != candidates[0][1]:
-                candidates.append(("first 8 historical bytes", first))
-        in_use: str | None
-        card = self.card
-        try:
-            in_use = None if card is None else card.session.card_factor.hex().upper()
-        except SecurityModuleError:
-            in_use = None
-        confirmed = None if self._confirmed_factor is None else self._confirmed_factor.hex().upper()
-        note = (
-            "by a successful external authentication in this session"
-            if confirmed
-            else "a successful external authentication (auth ROLE, or reading a protected "
-            "file) confirms the factor in use; nothing is sent to find out"
+        reason = "no security module to compute INTERNAL AUTHENTICATE"
+        return FactorConfirmation(
+            FactorStatus.IMPOSSIBLE, rule, factor_candidates(historical, rule), reason=reason
         )
-        return FactorReport(tuple(candidates), in_use, confirmed, note)
 
     def security_state(self) -> dict[str, Any]:
         """Which security module works for the card, and the PSAM's state when there is one."""
@@ -1008,11 +1074,11 @@ class CardExplorer:
     # -- reset ----------------------------------------------------------------------------------
 
     def reset(self, *, cold: bool = False) -> bytes:
-        """Reset the card; the view goes back to the MF and the factor is unconfirmed."""
+        """Reset the card; the view goes back to the MF and the card factor is checked again
+        (by the next ``info`` or authentication)."""
         card = self._card("reset")
         atr = card.reset(cold)
         self.cwd, self.current_ef = MF, None
-        self._confirmed_factor = None
         return atr
 
     def forget(self) -> None:

@@ -302,6 +302,11 @@ class HealthCard:
         if self.on_notice is not None:
             self.on_notice(notice)
 
+    def add_notice(self, notice: CardNotice) -> None:
+        """Add a notice of work done on this card (``card.document`` reports unreadable files
+        this way): kept in :attr:`warnings`, passed to ``on_notice``."""
+        self._notice(notice)
+
     def _factor_notice(self, confirmation: FactorConfirmation) -> None:
         self._notice(CardNotice("factor", confirmation.message))
 

@@ -36,7 +36,8 @@ class CardNotice:
     """One notice of a card operation. ``kind`` is ``decode`` (an item out of spec: ``path``,
     ``record``, ``item``, ``code``, card bytes ``raw`` and the value ``shown``), ``factor``
     (the card-factor check followed a rule without confirmation, or another rule than the
-    configured one was confirmed) or ``signature`` (an EE/ED record's signature status)."""
+    configured one was confirmed), ``signature`` (an EE/ED record's signature status) or
+    ``unreadable`` (a file not read because the card lacks its read ``key``: ``path``)."""
 
     kind: str
     message: str
@@ -46,6 +47,7 @@ class CardNotice:
     code: str | None = None
     raw: str | None = None
     shown: str | None = None
+    key: str | None = None
 
     @classmethod
     def from_decode(cls, warning: DecodeWarning, path: str) -> CardNotice:
@@ -60,7 +62,7 @@ class CardNotice:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "message": self.message}
-        for name in ("path", "record", "item", "code", "raw", "shown"):
+        for name in ("path", "record", "item", "code", "raw", "shown", "key"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

@@ -23,7 +23,8 @@ card *currently is doing* and sends the APDUs that change it:
   unknown, so the next operation selects from the MF and authenticates again.
 * **No retries.** A refused external authentication raises its typed error with the tries
   left; the key is then refused locally for the rest of the session without another attempt.
-  ``6A88`` (the card has no such key) raises :class:`KeyNotPresent` instead.
+  ``6A88`` (the card has no such key) raises :class:`KeyNotPresent` instead, and that key is
+  not sent again either.
 """
 
 from __future__ import annotations
@@ -348,6 +349,13 @@ class CardSession:
         card_key = model_key(key_name)
         label = f"{where}: external authentication with {key_name}"
         failed = self._failed.get(key_name)
+        if isinstance(failed, KeyNotPresent):
+            raise KeyNotPresent(
+                failed.sw,
+                f"{where}: {key_name}",
+                f"{failed.meaning}; answered earlier in this session, not sent again",
+                key=key_name,
+            )
         if failed is not None:
             raise type(failed)(
                 failed.sw,
@@ -371,13 +379,15 @@ class CardSession:
             self.auth_key = None
             if exc.sw != _KEY_NOT_FOUND:
                 raise
-            raise KeyNotPresent(
+            missing = KeyNotPresent(
                 exc.sw,
                 f"{where}: {command.label} ({key_name})",
                 f"key {key_name} not present on this card (not a refused authentication; "
                 "no try spent)",
                 key=key_name,
-            ) from exc
+            )
+            self._failed[key_name] = missing
+            raise missing from exc
         except BaseException:
             self.auth_key = None
             raise

@@ -4,7 +4,9 @@ The commands only parse options and print; connecting is ``app.connect.connect``
 ``cli.options``) and the documents are ``card.document``. Passphrases and PINs come from
 environment variables or a hidden prompt, never from the command line. Notices of the read
 (items out of spec, the card-factor check) go to stderr as ``warning:`` lines and, with
-``--json``, into the document's ``warnings``; they do not change the exit code.
+``--json``, into the document's ``warnings``; they do not change the exit code. So do the
+files a whole-card read cannot read because the card lacks their read key (``6A88``): the rest
+is read and shown (docs/cli.md "read", docs/spec-choices.md).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import click
 from healthcard_apdu.app.connect import CardConnection, connect
 from healthcard_apdu.card.document import (
     KeysBy,
+    UnreadableFile,
     content_json,
     document_rows,
     read_selection,
@@ -26,18 +29,26 @@ from healthcard_apdu.card.document import (
 )
 from healthcard_apdu.card.errors import SignatureInvalid
 from healthcard_apdu.card.healthcard import HealthCard
-from healthcard_apdu.cli.common import EXIT_FAILED, EXIT_USAGE, die, emit, exit_on_errors
+from healthcard_apdu.cli.common import (
+    EXIT_FAILED,
+    EXIT_SECURITY,
+    EXIT_USAGE,
+    die,
+    emit,
+    exit_on_errors,
+)
 from healthcard_apdu.cli.options import (
     card_options,
     factor_options,
     pop_card_options,
     pop_factor_options,
     pop_security_options,
+    product_factor_rule,
+    profile_option,
     security_options,
     trace_option,
 )
 from healthcard_apdu.fileio import parse_json
-from healthcard_apdu.security import DEFAULT_FACTOR_RULE
 from healthcard_apdu.transport.trace import Tracer
 
 __all__ = ["read_command", "write_command"]
@@ -45,17 +56,8 @@ __all__ = ["read_command", "write_command"]
 _SIGN_MODES = {"auto": None, "always": True, "never": False}
 
 
-_profile_option = click.option(
-    "--profile",
-    "profile_name",
-    metavar="NAME|PATH",
-    help="Issuance profile whose [product] settings (card-factor rule) describe the card "
-    "family; default: first-8.",
-)
-
-
 def _connection_options(command: Any) -> Any:
-    return card_options(security_options(trace_option(factor_options(_profile_option(command)))))
+    return card_options(security_options(trace_option(factor_options(profile_option(command)))))
 
 
 @contextmanager
@@ -69,15 +71,11 @@ def _connect(
     profile_name: str | None = options.pop("profile_name")
     trace_file: Path | None = options.pop("trace")
     with exit_on_errors(), ExitStack() as stack:
-        default_rule = DEFAULT_FACTOR_RULE
-        if profile_name is not None:
-            from healthcard_apdu.perso.profile import load_profile
-
-            default_rule = load_profile(profile_name).product.factor_rule
+        rule = product_factor_rule(factor, profile_name)
         tracer = stack.enter_context(Tracer(trace_file)) if trace_file is not None else None
         with connect(card, security, trace=tracer, verify_signatures=verify,
                      require_signatures=require_signatures,
-                     factor_rule=factor.rule_or(default_rule),
+                     factor_rule=rule,
                      confirm_factor=factor.confirm) as connection:
             try:
                 yield connection
@@ -113,6 +111,12 @@ def _print_notices(card: HealthCard) -> None:
 @click.option("--require-signatures", is_flag=True,
               help="Fail (exit 1) on an unsigned EE/ED record too (unsigned records are normal "
               "in the field).")
+@click.option(
+    "--require-all-files",
+    is_flag=True,
+    help="Fail (exit 4) when a file cannot be read because the card lacks its read key "
+    "(otherwise it is reported as a warning and the rest is read, exit 0).",
+)
 def read_command(
     files: tuple[str, ...],
     as_json: bool,
@@ -120,19 +124,24 @@ def read_command(
     all_items: bool,
     no_verify: bool,
     require_signatures: bool,
+    require_all_files: bool,
     **options: Any,
 ) -> None:
     """Read the card (or chosen files); a table of item code, name and value by default.
 
     Items the card holds out of spec are shown as read, with a warning on stderr (exit 0).
-    An EE/ED record whose signature is present and wrong is shown too, then exit 1.
+    A file the card holds no read key for (EXTERNAL AUTHENTICATE 6A88, no try spent) is
+    named in a warning and the rest is read (exit 0; exit 4 when nothing could be read, or
+    with --require-all-files). An EE/ED record whose signature is present and wrong is shown
+    too, then exit 1.
     """
     keys: KeysBy = "code" if keys_by == "code" else "name"
     failures: list[SignatureInvalid] = []
+    unreadable: list[UnreadableFile] = []
     with _connect(options, verify=not no_verify,
                   require_signatures=require_signatures) as connection:
         card = connection.card
-        selection = read_selection(card, files or None, failures=failures)
+        selection = read_selection(card, files or None, failures=failures, unreadable=unreadable)
         signatures = {path.replace("/", ""): status.value
                       for path, status in card.signatures.items()}
         if as_json:
@@ -146,9 +155,13 @@ def read_command(
             rows = document_rows(selection, keys=keys, all_items=all_items)
             rows += [{"file": path, "item": "", "code": "", "name": "signature", "value": status}
                      for path, status in signatures.items()]
+            rows += [entry.row(keys) for entry in unreadable]
             emit(rows, False, columns=("file", "item", "code", "name", "value"))
     for failure in failures:
         click.echo(f"error: {failure}", err=True)
+    if unreadable and require_all_files:
+        click.echo(f"error: {len(unreadable)} file(s) not read (--require-all-files)", err=True)
+        raise SystemExit(EXIT_SECURITY)
     if failures:
         raise SystemExit(EXIT_FAILED)
 

@@ -5,7 +5,9 @@
 ``--sam-reader``, ``--sam-pin-env``, ``--sim-sam``) and ``trace_option`` (``--trace``) are the
 same on ``read``, ``write``, ``personalize``, ``verify``, ``conformance run`` and (security
 options) ``batch run``. ``factor_options`` (``--factor-rule``, ``--no-factor-check``) set the
-card product's card-factor rule and its confirmation on every command that authenticates.
+card product's card-factor rule and its confirmation on every command that authenticates;
+``profile_option`` (``--profile``) takes the rule from an issuance profile's ``[product]``
+(:func:`product_factor_rule`).
 :func:`pop_card_options` / :func:`pop_security_options` turn the parsed values into the
 ``app.connect`` option objects; opening them is ``app.connect``'s job.
 
@@ -33,7 +35,7 @@ from healthcard_apdu.app.connect import (
     env_secret,
     reader_target,
 )
-from healthcard_apdu.security import FactorRule, FactorRuleError
+from healthcard_apdu.security import DEFAULT_FACTOR_RULE, FactorRule, FactorRuleError
 
 __all__ = [
     "CARD_OPTION_NAMES",
@@ -50,6 +52,8 @@ __all__ = [
     "pop_card_options",
     "pop_factor_options",
     "pop_security_options",
+    "product_factor_rule",
+    "profile_option",
     "security_options",
     "trace_option",
 ]
@@ -290,3 +294,24 @@ class FactorChoice:
 def pop_factor_options(values: dict[str, Any]) -> FactorChoice:
     """Take ``--factor-rule`` / ``--no-factor-check`` out of a command's parsed values."""
     return FactorChoice(values.pop("factor_rule"), not values.pop("no_factor_check"))
+
+
+profile_option = click.option(
+    "--profile",
+    "profile_name",
+    metavar="NAME|PATH",
+    help="Issuance profile whose [product] settings (card-factor rule) describe the card "
+    "family; default: first-8.",
+)
+"""``--profile NAME|PATH``: the card product's settings from an issuance profile."""
+
+
+def product_factor_rule(choice: FactorChoice, profile_name: str | None) -> FactorRule:
+    """``--factor-rule``, else the ``[product] factor_rule`` of ``--profile`` (loaded, so a
+    broken profile is reported either way), else first-8."""
+    default = DEFAULT_FACTOR_RULE
+    if profile_name is not None:
+        from healthcard_apdu.perso.profile import load_profile
+
+        default = load_profile(profile_name).product.factor_rule
+    return choice.rule_or(default)

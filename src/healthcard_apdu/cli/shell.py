@@ -39,9 +39,13 @@ from healthcard_apdu.cli.common import (
 )
 from healthcard_apdu.cli.options import (
     card_options,
+    factor_options,
     hidden_prompt,
     pop_card_options,
+    pop_factor_options,
     pop_security_options,
+    product_factor_rule,
+    profile_option,
     security_options,
     trace_option,
 )
@@ -176,6 +180,8 @@ def _banner(shell: Shell) -> str:
 @card_options
 @security_options
 @trace_option
+@factor_options
+@profile_option
 @click.option(
     "--script",
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
@@ -225,15 +231,25 @@ def shell_command(
     card = pop_card_options(options)
     security = pop_security_options(options, None if from_stdin else hidden_prompt)
     trace: Path | None = options.pop("trace")
+    factor = pop_factor_options(options)
+    profile_name: str | None = options.pop("profile_name")
     if no_card and (card.given or security.chosen() or trace is not None):
         die("--no-card takes no card, security or trace option", EXIT_USAGE)
     history = None if no_history else (history_file or default_history_path())
-    with exit_on_errors(), open_explorer(None if no_card else card, security, trace=trace) as ex:
-        shell = Shell(ex)
-        if interactive:
-            code = _interactive(shell, as_json=as_json, history=history)
-        else:
-            code = run_lines(
-                shell, _script_lines(script), as_json=as_json, keep_going=keep_going, echo=echo
-            )
+    with exit_on_errors():
+        rule = product_factor_rule(factor, profile_name)
+        explorer = open_explorer(
+            None if no_card else card,
+            security,
+            trace=trace,
+            factor_rule=rule,
+            confirm_factor=factor.confirm,
+        )
+        with explorer as ex:
+            shell = Shell(ex)
+            if interactive:
+                code = _interactive(shell, as_json=as_json, history=history)
+            else:
+                lines = _script_lines(script)
+                code = run_lines(shell, lines, as_json=as_json, keep_going=keep_going, echo=echo)
     sys.exit(code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from healthcard_apdu.transport.atr import AtrError, parse_atr
 from healthcard_apdu.transport.base import (
     CardRemovedError,
     NoCardError,
@@ -18,7 +19,9 @@ class CardLike(Protocol):
     """What a card object offers; the simulator implements it structurally (no import needed).
 
     ``process`` takes a command APDU and returns data || SW1 SW2. ``present`` turning false
-    models a removed card. An optional ``reset()`` method is used for warm resets when present.
+    models a removed card. An optional ``reset()`` method is used for warm resets when present,
+    an optional ``protocol`` attribute (``"T=0"`` / ``"T=1"``: the mode the card answers in)
+    for :attr:`InProcessTransport.protocol`.
     """
 
     @property
@@ -31,6 +34,9 @@ class CardLike(Protocol):
     def power_on(self) -> None: ...
 
     def power_off(self) -> None: ...
+
+
+_PROTOCOLS = ("T=0", "T=1")
 
 
 class InProcessTransport(Transport):
@@ -52,6 +58,21 @@ class InProcessTransport(Transport):
     @property
     def card(self) -> CardLike:
         return self._card
+
+    @property
+    def protocol(self) -> str | None:
+        """The card's own ``protocol`` (the simulator's T=0 / T=1 mode) when it has one, else
+        what a PC/SC reader would pick from the ATR (T=1 when offered, else T=0); None when
+        neither tells (no card, an unparsable ATR)."""
+        own = getattr(self._card, "protocol", None)
+        if own in _PROTOCOLS:
+            return str(own)
+        if not self._open or not self._card.present:
+            return None
+        try:
+            return f"T={parse_atr(bytes(self._card.atr())).preferred_protocol}"
+        except AtrError:
+            return None
 
     def _check(self) -> None:
         if not self._open:
