@@ -83,14 +83,20 @@ def _fail_at_ed01(card: HealthCard, sim: SimCard) -> None:
 Scenario = tuple[Callable[[HealthCard, SimCard], None], Callable[[HealthCard], Any], dict[str, Any]]
 SCENARIOS: dict[str, Scenario] = {
     "signed, with notices": (
-        lambda card, sim: _out_of_spec(card, sim, sign=True), HealthCard.read_card, {}
+        lambda card, sim: _out_of_spec(card, sim, sign=True),
+        HealthCard.read_card,
+        {},
     ),
     "tampered, with notices": (
-        lambda card, sim: _out_of_spec(card, sim, sign=False), HealthCard.read_card, {}
+        lambda card, sim: _out_of_spec(card, sim, sign=False),
+        HealthCard.read_card,
+        {},
     ),
     "unusable certificate": (_bad_certificate, HealthCard.read_card, {}),
     "unsigned, signatures required": (
-        _unsigned, HealthCard.read_card, {"require_signatures": True}
+        _unsigned,
+        HealthCard.read_card,
+        {"require_signatures": True},
     ),
     "tampered, not verified": (
         lambda card, sim: _out_of_spec(card, sim, sign=False),
@@ -127,8 +133,13 @@ def _outcome(backend: str, name: str, monkeypatch: pytest.MonkeyPatch) -> dict[s
         try:
             value = read(card)
         except Exception as exc:
-            error = (type(exc), str(exc), getattr(exc, "path", None),
-                     getattr(exc, "record", None), getattr(exc, "record_value", None))
+            error = (
+                type(exc),
+                str(exc),
+                getattr(exc, "path", None),
+                getattr(exc, "record", None),
+                getattr(exc, "record_value", None),
+            )
         outcome = {
             "value": value,
             "error": error,
